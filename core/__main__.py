@@ -1,0 +1,222 @@
+"""Command line: python -m core {demo-data,train,evaluate,predict,experiment,report,export}.
+
+Bad arguments exit 2 with a one-line message; a failed run exits 1 with its plain-words error.
+Progress goes to stderr, results (JSON) to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        raise UsageError(message)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field (--learning-rate, also --lr), values checked by the config."""
+    from core.config import TrainConfig
+
+    aliases = {"learning_rate": ["--lr"], "model": [], "preset": []}
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        names = [flag] + aliases.get(field.name, [])
+        if field.type in ("bool", bool):
+            parser.add_argument(*names, dest=field.name, nargs="?", const=True, type=_bool, default=None,
+                                help=f"true/false (default {field.default})")
+        else:
+            parser.add_argument(*names, dest=field.name, default=None,
+                                help=f"default {field.default}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="Transfer Studio core")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = commands.add_parser("demo-data", help="write the generated demo dataset (one folder per class)")
+    demo.add_argument("out")
+    demo.add_argument("--per-class", type=int, default=30)
+    demo.add_argument("--size", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=0)
+
+    train = commands.add_parser("train", help="train a model; writes a run directory")
+    train.add_argument("data", help="a folder with one subfolder per class, or a zip of the same")
+    train.add_argument("--out", required=True, help="the run directory to write")
+    train.add_argument("--config", help="a JSON file of settings; options given here override it")
+    _add_config_options(train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a run on a labeled folder or zip")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("data", nargs="?")
+
+    predict = commands.add_parser("predict", help="predict images with a run's model (one JSON line each)")
+    predict.add_argument("run_dir")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--top-k", type=int, default=3)
+
+    experiment = commands.add_parser("experiment", help="run an experiment: freeze-depth, "
+                                     "transfer-vs-scratch or data-efficiency")
+    experiment.add_argument("kind")
+    experiment.add_argument("data")
+    experiment.add_argument("--out", required=True)
+    experiment.add_argument("--weights", default=None)
+    experiment.add_argument("--image-size", type=int, default=None)
+    experiment.add_argument("--epochs", type=int, default=None)
+    experiment.add_argument("--quick", action="store_true", help="fewer settings, for a first look")
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html")
+    report.add_argument("run_dir")
+
+    export = commands.add_parser("export", help="export a run's model: bundle, savedmodel or tflite")
+    export.add_argument("run_dir")
+    export.add_argument("--format", choices=("bundle", "savedmodel", "tflite"), default="bundle")
+    export.add_argument("--out", required=True)
+    return parser
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_demo_data(args) -> int:
+    from core import demo_data
+
+    if args.per_class < 2 or not 16 <= args.size <= 1024:
+        raise UsageError("--per-class must be at least 2 and --size from 16 to 1024")
+    out = demo_data.write_demo_data(args.out, per_class=args.per_class, size=args.size, seed=args.seed)
+    _say(f"wrote {args.per_class} images x {len(demo_data.CLASSES)} classes to {out}")
+    print(out)
+    return 0
+
+
+def train_config_from_args(args):
+    """The config from --config JSON plus every option given (options win)."""
+    from core.config import TrainConfig, field_names
+
+    values = {}
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise UsageError(f"cannot read --config {args.config}: {error}")
+    for name in field_names():
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = None if value in ("", "null") and name in ("unlabeled", "preset") else value
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args) -> int:
+    from core import training
+    from core.config import ConfigError
+
+    try:
+        config = train_config_from_args(args)
+    except ConfigError as error:
+        raise UsageError(str(error))
+    if not Path(args.data).exists():
+        raise UsageError(f"data not found: {args.data} (give a folder with one subfolder per class, or a zip)")
+    result = training.train(config, args.data, args.out, log=_say)
+    print(json.dumps({"run_dir": result.run_dir, "state": result.state, "val_accuracy": result.val_accuracy,
+                      "train_seconds": result.train_seconds, "error": result.error}))
+    return 1 if result.state == "failed" else 0
+
+
+def cmd_evaluate(args) -> int:
+    from core import evaluation
+
+    result = evaluation.evaluate(args.run_dir, args.data)
+    result.pop("feature_map", None)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from core import predict
+
+    files = []
+    for name in args.images:
+        try:
+            files.append((name, Path(name).read_bytes()))
+        except OSError as error:
+            files.append((name, None, f"cannot read file: {error.strerror}"))
+    readable = [item for item in files if len(item) == 2]
+    rows = {row["file"]: row for row in predict.predict_files(args.run_dir, readable, top_k=args.top_k)}
+    for item in files:
+        row = rows.get(item[0]) if len(item) == 2 else {"file": item[0], "error": item[2]}
+        print(json.dumps(row))
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from core import experiments
+
+    options = {key: value for key, value in (("weights", args.weights), ("image_size", args.image_size),
+                                             ("epochs", args.epochs)) if value is not None}
+    result = experiments.run_experiment(args.kind, args.data, args.out, quick=args.quick, log=_say, **options)
+    print(json.dumps({"out": args.out, "rows": len(result["rows"])}))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from core import report
+
+    print(report.write_report(args.run_dir))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from core import export
+
+    if args.format == "bundle":
+        Path(args.out).write_bytes(export.bundle_zip(args.run_dir))
+    elif args.format == "savedmodel":
+        export.export_savedmodel(args.run_dir, args.out)
+    else:
+        export.export_tflite(args.run_dir, args.out)
+    print(args.out)
+    return 0
+
+
+COMMANDS = {"demo-data": cmd_demo_data, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "experiment": cmd_experiment, "report": cmd_report, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    except Exception as error:  # a failure is one plain line, never a traceback
+        from core.training import plain_error
+
+        print(f"error: {plain_error(error)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

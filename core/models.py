@@ -1,0 +1,390 @@
+"""Model builders: VGG16 with a freeze depth and a head, the convolutional autoencoder, and the
+split of each at its freeze boundary into a frozen lower part and a trainable upper part.
+
+Every classifier takes raw RGB pixels (float, 0..255) and does its own preprocessing inside the
+model, so a raw image predicts the same through training, the CLI, the app and an exported file.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core import backend  # noqa: F401  (sets TensorFlow's log level before keras loads it)
+import keras
+from keras import layers
+
+# VGG16's vocabulary, as keras.applications names its layers.
+VGG16_BLOCKS = {1: (64, 2), 2: (128, 2), 3: (256, 3), 4: (512, 3), 5: (512, 3)}  # block -> (filters, convs)
+IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_NOTOP_BYTES = 58_889_256
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+AUTOENCODER_FILTERS = (32, 64, 128)
+
+ProgressFn = Callable[[float, str], None]
+
+
+class WeightsError(RuntimeError):
+    """The requested pretrained weights cannot be had; the message says what to do instead."""
+
+
+def imagenet_cache_path() -> Path:
+    return Path(os.path.expanduser("~")) / ".keras" / "models" / IMAGENET_NOTOP_FILE
+
+
+# ---------------------------------------------------------------------- preprocessing
+
+def caffe_preprocess_layer(name: str = "caffe_preprocess") -> layers.Layer:
+    """VGG16's preprocessing ('caffe' mode: RGB->BGR, subtract the ImageNet mean) as a fixed 1x1 conv.
+
+    A built-in layer with frozen weights rather than a Lambda, so the saved model loads under
+    safe_mode, exports to TFLite and behaves the same on every backend.
+    """
+    layer = layers.Conv2D(3, 1, use_bias=True, name=name, trainable=False)
+    layer.build((None, None, None, 3))
+    kernel = np.zeros((1, 1, 3, 3), dtype="float32")
+    for out_channel, in_channel in enumerate((2, 1, 0)):  # output BGR from input RGB
+        kernel[0, 0, in_channel, out_channel] = 1.0
+    layer.set_weights([kernel, -np.asarray(CAFFE_MEAN_BGR, dtype="float32")])
+    return layer
+
+
+def caffe_preprocess(images: np.ndarray) -> np.ndarray:
+    """The same preprocessing in NumPy (for checks; the models carry their own)."""
+    images = np.asarray(images, dtype="float32")
+    return images[..., ::-1] - np.asarray(CAFFE_MEAN_BGR, dtype="float32")
+
+
+# ---------------------------------------------------------------------- parameter counts
+
+def block_param_counts() -> list[dict]:
+    """Parameters of each VGG16 conv block (independent of image size), for the freeze-depth diagram."""
+    rows, in_channels = [], 3
+    for block, (filters, convs) in VGG16_BLOCKS.items():
+        params = 0
+        for _ in range(convs):
+            params += 3 * 3 * in_channels * filters + filters
+            in_channels = filters
+        rows.append({"block": block, "name": f"block{block}", "convs": convs, "filters": filters,
+                     "params": params})
+    return rows
+
+
+def boundary_shape(freeze_depth: int, image_size: int) -> tuple[int, int, int]:
+    """Shape of one image's activations at the freeze boundary (what the feature cache stores)."""
+    if freeze_depth == 0:
+        return (image_size, image_size, 3)
+    side = image_size
+    for _ in range(freeze_depth):
+        side //= 2
+    return (side, side, VGG16_BLOCKS[freeze_depth][0])
+
+
+def head_param_count(head: str, image_size: int, n_classes: int) -> int:
+    """Trainable parameters of a Keras head on top of block 5 (0 for the classical heads)."""
+    channels = 512
+    side = boundary_shape(5, image_size)[0]
+    if head == "gap":
+        return channels * n_classes + n_classes
+    if head == "seed":
+        flat = side * side * channels
+        return flat * 1024 + 1024 + 1024 * n_classes + n_classes
+    return 0
+
+
+def freeze_summary(freeze_depth: int, image_size: int, n_classes: int, head: str = "gap") -> dict:
+    """Frozen and trainable parameter counts per block plus the head, and the cache cut."""
+    blocks = []
+    for row in block_param_counts():
+        blocks.append({**row, "frozen": row["block"] <= freeze_depth})
+    frozen = sum(row["params"] for row in blocks if row["frozen"])
+    trainable = sum(row["params"] for row in blocks if not row["frozen"])
+    head_params = head_param_count(head, image_size, n_classes)
+    cache_shape = boundary_shape(freeze_depth, image_size) if freeze_depth > 0 else None
+    return {
+        "blocks": blocks,
+        "head": {"name": head, "params": head_params},
+        "frozen_params": frozen,
+        "trainable_params": trainable + head_params,
+        "cache_cut": f"after block{freeze_depth}_pool" if freeze_depth > 0 else None,
+        "cache_shape": list(cache_shape) if cache_shape else None,
+        "cache_bytes_per_image": int(np.prod(cache_shape)) * 2 if cache_shape else 0,
+    }
+
+
+# ---------------------------------------------------------------------- VGG16
+
+def load_vgg16_base(image_size: int, weights: str = "imagenet", progress: ProgressFn | None = None):
+    """keras.applications.VGG16 without its top, with weights "imagenet", "none" or a file path.
+
+    "imagenet" uses Keras's own download and cache (~/.keras/models). Offline, it fails with a
+    WeightsError that says where the file goes and what else to choose.
+    """
+    shape = (image_size, image_size, 3)
+    if weights == "none":
+        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    if weights == "imagenet":
+        return _load_imagenet(shape, progress)
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {weights}. Choose weights 'imagenet', 'none', "
+                           "or the path of a VGG16 (no top) weights file")
+    try:
+        return keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
+    except Exception as error:  # a wrong or corrupt file: say so instead of a loader traceback
+        raise WeightsError(f"could not load VGG16 weights from {weights}: {error}. The file must hold "
+                           "VGG16 conv weights without the top (include_top=False)") from error
+
+
+def _load_imagenet(shape, progress: ProgressFn | None):
+    cache = imagenet_cache_path()
+    done = threading.Event()
+
+    def watch_download():
+        # Keras's get_file writes straight into the cache path; its size is the progress.
+        while not done.wait(0.5):
+            if cache.exists() and progress:
+                progress(min(cache.stat().st_size / IMAGENET_NOTOP_BYTES, 0.99),
+                         "downloading ImageNet VGG16 weights (58 MB, once)")
+
+    watcher = None
+    if progress and not cache.exists():
+        progress(0.0, "downloading ImageNet VGG16 weights (58 MB, once)")
+        watcher = threading.Thread(target=watch_download, daemon=True)
+        watcher.start()
+    try:
+        model = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
+    except Exception as error:
+        raise WeightsError(
+            "could not download the ImageNet VGG16 weights (no internet connection?). Either put the "
+            f"file {IMAGENET_NOTOP_FILE} into {cache.parent}/ (copy it from a machine that has it), "
+            "or choose weights 'none' (random start, learns slowly) or the path of a VGG16 weights file."
+            f" Detail: {str(error)[:200]}") from error
+    finally:
+        done.set()
+    if progress:
+        progress(1.0, "ImageNet VGG16 weights ready")
+    return model
+
+
+def vgg16_layer_block(layer_name: str) -> int | None:
+    if layer_name.startswith("block") and "_" in layer_name:
+        return int(layer_name[5:layer_name.index("_")])
+    return None
+
+
+@dataclass
+class SplitModel:
+    """A classifier and the two halves it is made of, sharing the same layer objects.
+
+    ``full`` maps raw images to class probabilities (what is saved and served). ``lower`` maps raw
+    images to the activations at the freeze boundary (None when nothing is frozen) and ``upper``
+    maps those activations to probabilities: training ``upper`` on cached activations trains the
+    very same weights as training ``full`` on images.
+    """
+
+    full: keras.Model
+    lower: keras.Model | None
+    upper: keras.Model
+    feature_layer: str  # the last conv layer (Grad-CAM) / the feature output for classical heads
+
+
+def head_layers(head: str, n_classes: int, dropout: float, seed: int) -> list[layers.Layer]:
+    """The Keras heads: 'gap' (GlobalAveragePooling -> Dropout -> Dense) and 'seed' (Flatten -> Dense 1024)."""
+    if head == "gap":
+        stack = [layers.GlobalAveragePooling2D(name="head_pool")]
+        if dropout > 0:
+            stack.append(layers.Dropout(dropout, seed=seed, name="head_dropout"))
+    elif head == "seed":
+        stack = [layers.Flatten(name="head_flatten"), layers.Dense(1024, activation="relu", name="head_dense")]
+    elif head == "none":
+        return []
+    else:
+        raise ValueError(f"head {head!r} is not a Keras head; allowed: gap, seed")
+    # float32 output keeps softmax stable under mixed precision
+    return stack + [layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")]
+
+
+def augmentation_layers(seed: int) -> list[layers.Layer]:
+    """Random flip, rotation and zoom; active in training only, identity at inference."""
+    return [
+        layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
+        layers.RandomRotation(0.1, seed=seed, name="augment_rotation"),
+        layers.RandomZoom(0.1, seed=seed, name="augment_zoom"),
+    ]
+
+
+def _split(stages: list[tuple[str, list]], boundary_index: int, image_size: int, head: str,
+           n_classes: int, dropout: float, seed: int, feature_layer: str, name: str) -> SplitModel:
+    """Wire stages of layers into full, lower and upper models that share the layer objects.
+
+    ``stages`` is a list of (stage name, layers); stages[:boundary_index] are frozen and cached.
+    """
+    stages = stages + [("head", head_layers(head, n_classes, dropout, seed))]
+    image_input = keras.Input((image_size, image_size, 3), name="image")
+    x = image_input
+    boundary = None
+    for index, (_, stage_layers) in enumerate(stages):
+        if index == boundary_index:
+            boundary = x
+        for layer in stage_layers:
+            x = layer(x)
+    full = keras.Model(image_input, x, name=name)
+
+    if boundary_index == 0:
+        return SplitModel(full=full, lower=None, upper=full, feature_layer=feature_layer)
+    lower = keras.Model(image_input, boundary, name=f"{name}_frozen_part")
+    upper_input = keras.Input(tuple(boundary.shape[1:]), name="boundary_features")
+    x = upper_input
+    for _, stage_layers in stages[boundary_index:]:
+        for layer in stage_layers:  # the same layer objects: weights are shared with ``full``
+            x = layer(x)
+    upper = keras.Model(upper_input, x, name=f"{name}_trainable_part")
+    return SplitModel(full=full, lower=lower, upper=upper, feature_layer=feature_layer)
+
+
+def build_vgg16_classifier(n_classes: int, *, image_size: int = 64, weights: str = "imagenet",
+                           freeze_depth: int = 5, head: str = "gap", dropout: float = 0.3,
+                           augment: bool = False, seed: int = 0,
+                           progress: ProgressFn | None = None) -> SplitModel:
+    """VGG16 transfer model: raw image -> [augmentation] -> caffe preprocessing -> 5 conv blocks -> head.
+
+    Args:
+        n_classes: number of output classes (>= 2).
+        image_size: square input size in pixels, 32..224.
+        weights: "imagenet", "none" or the path of a VGG16 no-top weights file.
+        freeze_depth: the first ``freeze_depth`` of the five conv blocks are frozen (0..5).
+        head: "gap" or "seed" for a Keras head; "svm"/"random_forest" give the conv base with a
+            global-average-pooled feature output (the classical head is fitted outside Keras).
+        dropout: dropout rate of the gap head.
+        augment: put random flip/rotation/zoom in front (then nothing can be cached).
+    Returns:
+        SplitModel whose ``lower`` covers preprocessing plus blocks 1..freeze_depth.
+    """
+    if not 0 <= freeze_depth <= 5:
+        raise ValueError(f"freeze_depth must be 0..5, got {freeze_depth}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    base = load_vgg16_base(image_size, weights, progress)
+    blocks: dict[int, list] = {b: [] for b in VGG16_BLOCKS}
+    for layer in base.layers[1:]:
+        block = vgg16_layer_block(layer.name)
+        layer.trainable = block > freeze_depth
+        blocks[block].append(layer)
+    prefix = augmentation_layers(seed) if augment else []
+    stages = [("input", prefix + [caffe_preprocess_layer()])]
+    stages += [(f"block{b}", blocks[b]) for b in VGG16_BLOCKS]
+    classical = head in ("svm", "random_forest")
+    if classical:
+        stages.append(("features", [layers.GlobalAveragePooling2D(name="feature_pool")]))
+    boundary_index = freeze_depth + 1 if freeze_depth > 0 else 0
+    if augment:
+        boundary_index = 0
+    return _split(stages, boundary_index, image_size, head if not classical else "none", n_classes,
+                  dropout, seed, "block5_conv3", "vgg16_transfer")
+
+
+def set_freeze_depth(split: SplitModel, freeze_depth: int) -> None:
+    """Re-freeze the VGG16 blocks of an existing model (two-phase fine-tuning)."""
+    for layer in split.full.layers:
+        block = vgg16_layer_block(layer.name)
+        if block is not None:
+            layer.trainable = block > freeze_depth
+
+
+# ---------------------------------------------------------------------- autoencoder
+
+def build_autoencoder(image_size: int, seed: int = 0) -> tuple[keras.Model, list[layers.Layer]]:
+    """Convolutional autoencoder: raw image -> encoder -> bottleneck feature map -> decoder -> image in 0..1.
+
+    Returns (autoencoder, encoder_layers). The encoder layers (rescaling + three conv/pool stages)
+    are shared with the classifier that transfers them.
+    """
+    if image_size % 8:
+        raise ValueError(f"the autoencoder needs an image size divisible by 8, got {image_size}")
+    initializer = keras.initializers.GlorotUniform(seed=seed)
+    encoder_layers: list[layers.Layer] = [layers.Rescaling(1.0 / 255, name="encoder_rescale")]
+    for index, filters in enumerate(AUTOENCODER_FILTERS, start=1):
+        encoder_layers.append(layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                            kernel_initializer=initializer, name=f"encoder_conv{index}"))
+        encoder_layers.append(layers.MaxPooling2D(2, name=f"encoder_pool{index}"))
+    image_input = keras.Input((image_size, image_size, 3), name="image")
+    x = image_input
+    for layer in encoder_layers:
+        x = layer(x)
+    for index, filters in enumerate(reversed(AUTOENCODER_FILTERS), start=1):
+        x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu",
+                                   kernel_initializer=initializer, name=f"decoder_up{index}")(x)
+    x = layers.Conv2D(3, 3, padding="same", activation="sigmoid", dtype="float32",
+                      kernel_initializer=initializer, name="reconstruction")(x)
+    return keras.Model(image_input, x, name="autoencoder"), encoder_layers
+
+
+@keras.saving.register_keras_serializable(package="transfer_studio")
+def reconstruction_loss(x, x_hat):
+    """The seed's loss L = 1/(2N) sum_i ||x_i - x_hat_i||^2 (per-image squared error, halved, batch mean)."""
+    squared = keras.ops.square(x - x_hat)
+    per_image = keras.ops.sum(keras.ops.reshape(squared, (keras.ops.shape(squared)[0], -1)), axis=1)
+    return 0.5 * keras.ops.mean(per_image)
+
+
+def build_encoder_classifier(encoder_layers: list[layers.Layer], n_classes: int, *, image_size: int,
+                             head: str = "gap", dropout: float = 0.3, seed: int = 0,
+                             freeze_encoder: bool = True) -> SplitModel:
+    """Transfer an autoencoder's encoder: raw image -> encoder (frozen) -> head."""
+    for layer in encoder_layers:
+        layer.trainable = not freeze_encoder
+    classical = head in ("svm", "random_forest")
+    stages = [("encoder", list(encoder_layers))]
+    if classical:
+        stages.append(("features", [layers.GlobalAveragePooling2D(name="feature_pool")]))
+    return _split(stages, 1 if freeze_encoder else 0, image_size, head if not classical else "none",
+                  n_classes, dropout, seed, f"encoder_conv{len(AUTOENCODER_FILTERS)}", "encoder_transfer")
+
+
+# ---------------------------------------------------------------------- training helpers
+
+def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9):
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    raise ValueError(f"optimizer must be adam or sgd, got {name!r}")
+
+
+def compile_classifier(model: keras.Model, optimizer: str, learning_rate: float, momentum: float = 0.9):
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate, momentum),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def compute_features(model: keras.Model, images: np.ndarray, batch_size: int = 32,
+                     dtype: str = "float16", progress: ProgressFn | None = None,
+                     message: str = "computing features") -> np.ndarray:
+    """Run ``model`` over images in batches, reporting progress; stored as ``dtype`` (float16 halves memory)."""
+    outputs = []
+    total = len(images)
+    started = time.perf_counter()
+    for start in range(0, total, batch_size):
+        batch = np.asarray(images[start:start + batch_size], dtype="float32")
+        outputs.append(np.asarray(model.predict_on_batch(batch)).astype(dtype))
+        if progress:
+            done = min(start + batch_size, total)
+            elapsed = time.perf_counter() - started
+            left = elapsed / done * (total - done)
+            progress(done / total, f"{message}: {done}/{total} images, about {left:.0f} s left")
+    if not outputs:
+        return np.zeros((0,) + tuple(model.output_shape[1:]), dtype=dtype)
+    return np.concatenate(outputs)
+
+
+def count_params(model: keras.Model) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts."""
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    return trainable, frozen
