@@ -73,15 +73,18 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Build and validate from plain values (JSON, CLI, widgets); unknown keys are errors."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError({name: f"unknown setting; allowed settings are {', '.join(sorted(known))}"
-                               for name in unknown})
-        values = dict(values)
+        problems = {name: f"unknown setting; allowed settings are {', '.join(sorted(known))}"
+                    for name in sorted(set(values) - known)}
+        values = {name: value for name, value in values.items() if name in known}
         if values.get("preset") is not None:
             values = apply_preset(values["preset"], values)
         config = cls(**values)
-        config.validate()
+        try:
+            config.validate()
+        except ConfigError as error:
+            problems.update(error.problems)
+        if problems:
+            raise ConfigError(problems)
         return config
 
     @classmethod
@@ -214,7 +217,7 @@ SEED_PRESET = {
 def apply_preset(preset: str, values: dict[str, Any]) -> dict[str, Any]:
     """Return values with the preset's settings applied on top (a preset wins over what it names)."""
     if preset not in PRESETS:
-        raise ConfigError({"preset": f"got {preset!r}; allowed: {', '.join(PRESETS)}"})
+        return values  # validate() names the bad preset with the others
     explicit_weights = values.get("weights")
     merged = {**values, **SEED_PRESET, "preset": preset}
     # The seed used ImageNet weights; a user without internet may still point the preset at a file.

@@ -6,7 +6,9 @@ model, so a raw image predicts the same through training, the CLI, the app and a
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -158,7 +160,9 @@ def _load_imagenet(shape, progress: ProgressFn | None):
         watcher = threading.Thread(target=watch_download, daemon=True)
         watcher.start()
     try:
-        model = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
+        # Keras prints its download bar on stdout, which the CLI keeps for results.
+        with contextlib.redirect_stdout(sys.stderr):
+            model = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
     except Exception as error:
         raise WeightsError(
             "could not download the ImageNet VGG16 weights (no internet connection?). Either put the "
