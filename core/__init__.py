@@ -1,0 +1,1 @@
+"""Transfer Studio core: all the work, usable from the app, the CLI, tests and notebooks."""
