@@ -1,0 +1,328 @@
+"""Reliability of real training jobs: stop, crash, restart, many sessions, readers during writes.
+
+Every run here is a real ``python -m core train`` process on tiny demo data (32 px, random
+weights), launched by a real JobManager. Measured numbers are printed (``pytest -s``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from core import jobs, runs
+from tests.jobs_helpers import (cli_available, home, make_demo_data, managers, run_dir_events,  # noqa: F401
+                                tiny_config, wait_for)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not cli_available(), reason="python -m core train is not available yet"),
+]
+
+RUN_TIMEOUT = 120  # seconds for one tiny run, generous for 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    return make_demo_data(tmp_path_factory.mktemp("demo") / "data", per_class=6, size=32)
+
+
+def state_of(manager, run_id):
+    return manager.status(run_id).get("state")
+
+
+def wait_state(manager, run_id, states, timeout=RUN_TIMEOUT):
+    states = (states,) if isinstance(states, str) else states
+    return wait_for(lambda: manager.status(run_id) if state_of(manager, run_id) in states else None,
+                    timeout, interval=0.05, message=f"run {run_id} to be {'/'.join(states)}")
+
+
+def position(event: dict) -> int:
+    """Batches trained up to and including a batch event, counted from the start of the run."""
+    return (event["epoch"] - 1) * event["steps"] + event["batch"]
+
+
+def load_and_predict(run_dir: Path, image_size: int = 32) -> tuple:
+    import keras
+
+    model = keras.saving.load_model(run_dir / "model.keras")
+    labels = json.loads((run_dir / "labels.json").read_text())
+    images = np.random.default_rng(0).uniform(0, 255, (2, image_size, image_size, 3)).astype("float32")
+    probabilities = np.asarray(model.predict(images, verbose=0))
+    assert probabilities.shape == (2, len(labels))
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    return model, probabilities
+
+
+class Reader(threading.Thread):
+    """Polls status.json and events.jsonl of some runs as fast as it can, counting what it sees.
+
+    A half-written record would show as a JSON error from the raw status file, a None from
+    runs.read_status once the file existed, an exception or a non-record from runs.read_events,
+    or incremental reads that do not add up to the final file.
+    """
+
+    def __init__(self, run_dirs, pause: float = 0.0):
+        super().__init__(daemon=True)
+        self.run_dirs = [Path(d) for d in run_dirs]
+        self.pause = pause  # between rounds; 0 = as fast as it can (it then holds a core)
+        self.halt = threading.Event()
+        self.problems: list[str] = []
+        self.status_reads = self.event_reads = 0
+        self.seen = {d: [] for d in self.run_dirs}
+        self.offsets = {d: 0 for d in self.run_dirs}
+
+    def run(self):
+        existed = set()
+        while not self.halt.is_set():
+            for run_dir in self.run_dirs:
+                self.poll(run_dir, existed)
+            if self.pause:
+                time.sleep(self.pause)
+
+    def poll(self, run_dir, existed):
+        try:
+            raw = (run_dir / "status.json").read_bytes()
+        except FileNotFoundError:
+            raw = None
+        if raw is not None:
+            existed.add(run_dir)
+            try:
+                json.loads(raw)
+            except ValueError as error:
+                self.problems.append(f"{run_dir.name}: status.json did not parse: {error}")
+        if run_dir in existed and runs.read_status(run_dir) is None:
+            self.problems.append(f"{run_dir.name}: read_status returned None after status.json existed")
+        self.status_reads += 1
+        try:
+            events, self.offsets[run_dir] = runs.read_events(run_dir, self.offsets[run_dir])
+        except Exception as error:  # noqa: BLE001 - any failure here is the finding
+            self.problems.append(f"{run_dir.name}: read_events raised {error!r}")
+            return
+        self.event_reads += 1
+        for event in events:
+            if not isinstance(event, dict) or "type" not in event:
+                self.problems.append(f"{run_dir.name}: partial event {event!r}")
+        self.seen[run_dir].extend(events)
+
+    def finish(self):
+        self.halt.set()
+        self.join(10)
+        for run_dir in self.run_dirs:  # pick up the tail, then compare with one whole read
+            self.poll(run_dir, set())
+            if self.seen[run_dir] != runs.read_all_events(run_dir):
+                self.problems.append(f"{run_dir.name}: incremental reads do not add up to the file")
+
+
+# ---------------------------------------------------------------------- 5. stop
+
+def test_stop_lands_within_one_batch_and_leaves_a_usable_model(home, demo_data, managers):
+    manager = managers(max_concurrent=1, poll_seconds=0.1)
+    # cache off: the saved model is the one fitted, so its optimizer counts every batch trained
+    config = tiny_config(epochs=50, batch_size=2, cache_features=False)
+    run_id = manager.submit(config, str(demo_data), owner="teacher")
+    run_dir = manager.root / run_id
+
+    # request the stop the moment a batch event of epoch 3 appears: mid-training, at a known batch
+    offset, trigger = 0, None
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while trigger is None:
+        assert time.monotonic() < deadline, "the run never reached epoch 3"
+        assert state_of(manager, run_id) in ("running",), manager.status(run_id)
+        events, offset = runs.read_events(run_dir, offset)
+        batches = [e for e in events if e["type"] == "batch" and e["epoch"] >= 3]
+        if batches:
+            trigger = batches[-1]
+        else:
+            time.sleep(0.001)
+    asked_at = time.time()
+    manager.stop(run_id, owner="teacher")
+    status = wait_state(manager, run_id, ("stopped", "failed", "done"), timeout=60)
+    noticed = time.time() - asked_at
+    assert status["state"] == "stopped", status
+
+    model, _ = load_and_predict(run_dir)
+    trained = int(model.optimizer.iterations.numpy()) if model.optimizer is not None else None
+    after = [e for e in run_dir_events(run_dir, "batch") if e["time"] > asked_at]
+    stopped_in = status["times"]["stopped"] - asked_at
+    print(f"\n[stop] request at batch {position(trigger)} (epoch {trigger['epoch']}, {trigger['steps']} "
+          f"batches/epoch); batches trained after the request: "
+          f"{trained - position(trigger) if trained is not None else 'unknown'}; batch events after it: "
+          f"{len(after)}; state 'stopped' written {stopped_in:.2f} s after the request (model saved), "
+          f"seen by the manager after {noticed:.2f} s")
+    assert trained is not None, "the saved model has no optimizer to count batches with"
+    # the batch running when the request came is finished; one more only if the request itself
+    # lagged the trigger event by a batch
+    assert 1 <= trained - position(trigger) <= 2
+    assert trained < 50 * trigger["steps"]
+    assert stopped_in < 30
+    assert max(e["epoch"] for e in run_dir_events(run_dir, "epoch")) < 50
+
+
+# ---------------------------------------------------------------------- 6. crash
+
+def test_a_killed_job_fails_with_a_reason_and_others_carry_on(home, demo_data, managers):
+    manager = managers(max_concurrent=2, poll_seconds=0.5)
+    doomed = manager.submit(tiny_config(epochs=400, batch_size=2), str(demo_data), owner="a")
+    other = manager.submit(tiny_config(epochs=40, batch_size=2), str(demo_data), owner="b")
+    doomed_dir, other_dir = manager.root / doomed, manager.root / other
+
+    # kill once both are training (the other still has epochs to go)
+    def both_training():
+        return (any(e["epoch"] >= 2 for e in run_dir_events(doomed_dir, "batch"))
+                and run_dir_events(other_dir, "batch"))
+    wait_for(both_training, RUN_TIMEOUT, message="both runs to be training")
+    assert state_of(manager, other) == "running"
+    last = run_dir_events(doomed_dir, "batch")[-1]
+    pid = runs.read_json(doomed_dir / "job.json")["pid"]
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    status = wait_state(manager, doomed, ("failed", "done", "stopped"), timeout=30)
+    marked_after = time.monotonic() - killed_at
+    print(f"\n[crash] SIGKILL after batch event epoch {last['epoch']} batch {last['batch']}/{last['steps']}; "
+          f"marked failed after {marked_after:.2f} s (poll every 0.5 s): {status['error']!r}")
+    assert status["state"] == "failed"
+    assert status["error"] == "the training process was killed (signal 9) - possibly out of memory"
+    assert marked_after < 10
+    assert run_dir_events(doomed_dir)[-1] == {"type": "error", "message": status["error"],
+                                              "time": pytest.approx(time.time(), abs=60)}
+
+    assert wait_state(manager, other, ("done", "failed", "stopped"))["state"] == "done"
+    assert (other_dir / "model.keras").is_file()
+    wait_for(lambda: manager.running() == [], 10, message="the manager to reap the finished run")
+    assert manager._thread.is_alive() and manager.queue() == []
+
+
+# ---------------------------------------------------------------------- 7. restart
+
+def test_a_restarted_manager_rebuilds_its_picture_from_disk(home, demo_data, managers):
+    root = runs.runs_root()
+    # no polling thread: the finished run is never reaped, so the queued one stays queued
+    before = managers(root, max_concurrent=2, start_thread=False)
+    finished = before.submit(tiny_config(epochs=1), str(demo_data), owner="a", run_id="r1-finished")
+    training = before.submit(tiny_config(epochs=400, batch_size=2), str(demo_data), owner="a",
+                             run_id="r2-training")
+    queued = before.submit(tiny_config(epochs=1, seed=3), str(demo_data), owner="b", run_id="r3-queued")
+    assert before.queue() == [queued]
+    wait_for(lambda: runs.read_status(root / finished)["state"] == "done"
+             and run_dir_events(root / training, "batch"), RUN_TIMEOUT, message="one done, one training")
+
+    # the server goes down hard: its manager is gone, and the run it was training died with it
+    pid = runs.read_json(root / training / "job.json")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10,
+             message="the killed process to die")
+    del before  # (its fixture still reaps and shuts it down at the end; it never polls again)
+    restarted_at = time.monotonic()
+    after = managers(root, max_concurrent=2, poll_seconds=0.2)
+    recovered_in = time.monotonic() - restarted_at
+
+    status = after.status(training)
+    print(f"\n[restart] new manager rebuilt its picture in {recovered_in * 1000:.0f} ms; "
+          f"running at restart -> {status['state']!r}: {status.get('error')!r}")
+    assert status["state"] == "failed" and status["error"] == jobs.RESTART_ERROR
+    assert state_of(after, finished) == "done"
+    assert state_of(after, queued) == "running" and after.running() == [queued]
+    assert wait_state(after, queued, ("done", "failed", "stopped"))["state"] == "done"
+
+    listed = {row["id"]: row["status"]["state"] for row in after.runs()}
+    assert listed == {finished: "done", training: "failed", queued: "done"}
+    assert [row["id"] for row in after.runs(owner="b")] == [queued]
+    for run_id in (finished, queued):
+        load_and_predict(root / run_id)
+
+
+# ---------------------------------------------------------------------- 8. many users
+
+def test_many_sessions_at_once_stay_separate_and_within_the_limit(home, demo_data, managers):
+    manager = managers(max_concurrent=2, poll_seconds=0.2)
+    owners = [f"session-{i}" for i in range(8)]
+    wanted = {owner: {"seed": 1000 + i, "epochs": 1 + i % 2} for i, owner in enumerate(owners)}
+    submitted: dict[str, str] = {}
+    errors = []
+    gate = threading.Barrier(len(owners))
+
+    def submit(owner):
+        try:
+            gate.wait()
+            submitted[owner] = manager.submit(tiny_config(**wanted[owner]), str(demo_data), owner=owner)
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=submit, args=(owner,)) for owner in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(set(submitted.values())) == len(owners)
+    # a gentler reader than test 9's: spinning would take one of the cores the runs train on
+    reader = Reader([manager.root / run_id for run_id in submitted.values()], pause=0.002)
+    reader.start()
+
+    most_running = most_processes = samples = 0
+    deadline = time.monotonic() + 6 * RUN_TIMEOUT
+    while True:
+        states = [row["status"].get("state") for row in manager.runs()]
+        most_running = max(most_running, states.count("running"))
+        most_processes = max(most_processes, len(manager.running()))
+        samples += 1
+        assert most_running <= 2 and most_processes <= 2, (states, manager.running())
+        if all(state in runs.FINISHED_STATES for state in states):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    reader.finish()
+    print(f"\n[many] {len(owners)} sessions, 8 runs, limit 2: all finished in {elapsed:.1f} s; "
+          f"at most {most_running} running and {most_processes} processes over {samples} samples; "
+          f"reader: {reader.status_reads} status and {reader.event_reads} event reads, "
+          f"{len(reader.problems)} problems")
+    assert most_running == 2
+    assert reader.problems == []
+
+    pids = set()
+    for owner, run_id in submitted.items():
+        run_dir = manager.root / run_id
+        status = manager.status(run_id, owner=owner)
+        assert status["state"] == "done", status
+        assert [row["id"] for row in manager.runs(owner=owner)] == [run_id]
+        others = [r for o, r in submitted.items() if o != owner]
+        with pytest.raises(PermissionError):
+            manager.status(others[0], owner=owner)
+        config = runs.read_json(run_dir / "config.json")
+        assert {key: config[key] for key in ("seed", "epochs")} == wanted[owner]
+        epochs = run_dir_events(run_dir, "epoch")
+        assert [e["epoch"] for e in epochs] == list(range(1, wanted[owner]["epochs"] + 1))
+        assert all(e["epochs"] == wanted[owner]["epochs"] for e in epochs)
+        job = runs.read_json(run_dir / "job.json")
+        assert job["owner"] == owner and status["pid"] == job["pid"]
+        pids.add(job["pid"])
+        log_text = (run_dir / "log.txt").read_text(errors="replace")
+        assert not any(other in log_text for other in others)
+        assert (run_dir / "model.keras").is_file()
+    assert len(pids) == len(owners)
+    load_and_predict(manager.root / submitted[owners[0]])
+
+
+# ---------------------------------------------------------------------- 9. readers during writes
+
+def test_readers_never_see_half_a_record_while_a_run_writes(home, demo_data, managers):
+    manager = managers(max_concurrent=1, poll_seconds=0.2)
+    run_id = manager.submit(tiny_config(epochs=8, batch_size=2), str(demo_data), owner="a")
+    reader = Reader([manager.root / run_id])
+    reader.start()
+    status = wait_state(manager, run_id, ("done", "failed", "stopped"))
+    reader.finish()
+    events = runs.read_all_events(manager.root / run_id)
+    print(f"\n[readers] {reader.status_reads} status reads and {reader.event_reads} event reads during one "
+          f"run ({len(events)} events); problems: {reader.problems}")
+    assert status["state"] == "done"
+    assert reader.problems == []
+    assert reader.status_reads > 1000
