@@ -1,0 +1,131 @@
+"""Tiny run directories built with the real model builders, laid out as core/training.py writes them.
+
+Kinds: "gap" and "seed" (VGG16 with a Keras head), "svm" (VGG16 features + scikit-learn), "autoencoder"
+(an autoencoder's encoder with a gap head). Each is built once per test process and shared, read-only.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import ingest, models, runs
+from core.metrics import classification_metrics
+
+KINDS = ("gap", "seed", "svm", "autoencoder")
+IMAGE_SIZE = 32
+VALIDATION_FRACTION = 0.25
+SEED = 0
+_built: dict[tuple[str, str], str] = {}
+
+
+def cached_run(tmp_path_factory, data_dir: str, kind: str) -> str:
+    """The run of ``kind`` trained on ``data_dir``, built on first use in this process."""
+    key = (kind, str(data_dir))
+    if key not in _built:
+        run_dir = tmp_path_factory.mktemp(f"run-{kind}")
+        _built[key] = build_run(run_dir, data_dir, kind)
+    return _built[key]
+
+
+def build_run(run_dir, data_dir: str, kind: str) -> str:
+    """Train a ``kind`` model on the labeled folder ``data_dir`` (32 px, weights none) and write its run directory."""
+    import keras
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    keras.utils.set_random_seed(SEED)
+    writer = runs.RunWriter(run_dir)
+    head = "gap" if kind == "autoencoder" else kind
+    config = {"model": "autoencoder" if kind == "autoencoder" else "vgg16", "weights": "none",
+              "freeze_depth": 5, "head": head, "image_size": IMAGE_SIZE, "resize_policy": "center_crop",
+              "validation_fraction": VALIDATION_FRACTION, "seed": SEED, "epochs": 1, "optimizer": "adam",
+              "learning_rate": 1e-2, "batch_size": 8}
+    writer.write_json("config.json", config)
+    writer.set_status("running", device="CPU (test)", error=None)
+
+    dataset = ingest.load_labeled(data_dir, IMAGE_SIZE)
+    train_index, validation_index = ingest.split(dataset, VALIDATION_FRACTION, SEED)
+    writer.write_json("dataset.json", {
+        **dataset.summary(), "source": str(Path(data_dir).absolute()),
+        "split": {"seed": SEED, "validation_fraction": VALIDATION_FRACTION,
+                  "train": [dataset.paths[i] for i in train_index],
+                  "validation": [dataset.paths[i] for i in validation_index]}})
+    writer.write_json("labels.json", list(dataset.classes))
+    x_train, x_val = dataset.images[train_index], dataset.images[validation_index]
+    y_train, y_val = dataset.labels[train_index], dataset.labels[validation_index]
+    n_classes = len(dataset.classes)
+    started = time.perf_counter()
+
+    if kind == "autoencoder":
+        split = _autoencoder_split(writer, dataset.images, n_classes)
+    else:
+        split = models.build_vgg16_classifier(n_classes, image_size=IMAGE_SIZE, weights="none", freeze_depth=5,
+                                              head=head)
+    if kind == "svm":
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        import joblib
+
+        features = models.compute_features(split.full, np.concatenate([x_train, x_val]), dtype="float32")
+        estimator = make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(random_state=SEED), ensemble=False))
+        estimator.fit(features[:len(x_train)], y_train)
+        joblib.dump(estimator, Path(run_dir) / "classifier.joblib")
+        val_probabilities = estimator.predict_proba(features[len(x_train):])
+        writer.event("epoch", phase=head, epoch=1, epochs=1, seconds=0.1, loss=1.0, accuracy=1.0,
+                     val_loss=1.0, val_accuracy=float((val_probabilities.argmax(1) == y_val).mean()))
+    else:
+        # Train the head on cached features of the frozen part, as training does (exact: no augmentation).
+        features = models.compute_features(split.lower, np.concatenate([x_train, x_val]), dtype="float32")
+        models.compile_classifier(split.upper, "adam", 1e-2)
+        one_hot = keras.utils.to_categorical(np.concatenate([y_train, y_val]), n_classes)
+        history = split.upper.fit(features[:len(x_train)], one_hot[:len(x_train)], epochs=15, batch_size=8,
+                                  validation_data=(features[len(x_train):], one_hot[len(x_train):]), verbose=0)
+        for epoch in range(0, 15, 5):  # a few epoch events are enough for curves
+            writer.event("epoch", phase="train", epoch=epoch + 1, epochs=15, seconds=0.1,
+                         **{name: float(values[epoch]) for name, values in history.history.items()})
+        val_probabilities = np.asarray(split.full.predict(x_val, verbose=0))
+    writer.event("phase", name="train", seconds=round(time.perf_counter() - started, 3))
+    split.full.save(Path(run_dir) / "model.keras")
+    writer.write_json("metrics.json", classification_metrics(y_val, val_probabilities, dataset.classes))
+    writer.set_status("done", train_seconds=round(time.perf_counter() - started, 3))
+    return str(run_dir)
+
+
+def _autoencoder_split(writer, images, n_classes):
+    """Pretrain the autoencoder for one epoch, write its reconstruction grid, and transfer the encoder."""
+    from core import autoencoder
+
+    model, encoder_layers = models.build_autoencoder(IMAGE_SIZE, seed=SEED)
+    model.compile(optimizer="adam", loss=models.reconstruction_loss)
+    history = model.fit(images.astype("float32"), images.astype("float32") / 255.0, epochs=1, batch_size=16,
+                        validation_split=0.1, verbose=0)
+    writer.event("epoch", phase="autoencoder", epoch=1, epochs=1, seconds=0.1,
+                 loss=float(history.history["loss"][0]), val_loss=float(history.history["val_loss"][0]))
+    sample = images[:4]
+    grid = autoencoder.reconstruction_grid(sample, np.asarray(model.predict(sample.astype("float32"), verbose=0)))
+    from PIL import Image
+
+    Image.fromarray(grid).save(Path(writer.path) / "reconstructions.png")
+    return models.build_encoder_classifier(encoder_layers, n_classes, image_size=IMAGE_SIZE, head="gap")
+
+
+def run_fixture(name: str, *kinds: str):
+    """A module-scoped pytest fixture called ``name``: the run directory of one kind, or of each kind in turn."""
+
+    @pytest.fixture(scope="module", name=name, params=list(kinds) if len(kinds) > 1 else None)
+    def fixture(request, demo_dir, tmp_path_factory):
+        kind = request.param if len(kinds) > 1 else kinds[0]
+        return cached_run(tmp_path_factory, demo_dir, kind)
+
+    return fixture
+
+
+def read(run_dir, name):
+    return json.loads((Path(run_dir) / name).read_text())

@@ -1,0 +1,102 @@
+"""Explanations: Grad-CAM is the textbook map (CAM for conv -> GAP -> Dense), works for every kind of run and on
+the JAX backend; overlays are coloured pictures; nearest training images find the picture itself first."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from core import evaluation, explain, predict
+from run_fixtures import KINDS, run_fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+run_dir = run_fixture("run_dir", *KINDS)
+gap_run = run_fixture("gap_run", "gap")
+
+
+def test_grad_cam_is_a_0_to_1_map_for_every_kind_of_run(run_dir):
+    predictor = predict.load_predictor(run_dir)
+    images = evaluation.run_split(run_dir).images[:2]
+    for image in images:
+        heatmap = explain.grad_cam(predictor, image)
+        assert heatmap.shape == (32, 32) and heatmap.dtype == np.float32
+        assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    assert explain.explains_class(predictor) == (not predictor.classical)
+    with pytest.raises(ValueError, match=r"shape \(N, 32, 32, 3\)"):
+        explain.grad_cam(predictor, np.zeros((16, 16, 3), dtype=np.uint8))
+
+
+def test_grad_cam_equals_cam_for_conv_pool_dense():
+    """For conv -> global average pooling -> Dense, Grad-CAM on the logit is exactly CAM: relu(A . w_class)."""
+    keras.utils.set_random_seed(3)
+    image_input = keras.Input((16, 16, 3))
+    maps = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(image_input)
+    pooled = keras.layers.GlobalAveragePooling2D()(maps)
+    output = keras.layers.Dense(3, activation="softmax", name="predictions")(pooled)
+    predictor = predict.Predictor.from_keras(keras.Model(image_input, output), ["a", "b", "c"])
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    activations = predictor.activations(image)[0]
+    weights = predictor.model.get_layer("predictions").kernel.numpy()
+    for class_index in range(3):
+        cam = np.maximum(activations @ weights[:, class_index], 0)  # 16x16: no upsampling needed
+        expected = cam / cam.max() if cam.max() > 0 else cam
+        np.testing.assert_allclose(explain.grad_cam(predictor, image, class_index), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="class_index must be 0..2"):
+        explain.grad_cam(predictor, image, 3)
+
+
+JAX_SCRIPT = """
+import json, sys
+import numpy as np
+from core import backend, evaluation, explain, predict
+assert backend.name() == "jax"
+run = sys.argv[1]
+image = evaluation.run_split(run).images[0]
+print(json.dumps(explain.grad_cam(predict.load_predictor(run), image, 1).tolist()))
+"""
+
+
+def test_grad_cam_gives_the_same_map_on_jax(gap_run):
+    pytest.importorskip("jax")
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    completed = subprocess.run([sys.executable, "-c", JAX_SCRIPT, gap_run], capture_output=True, text=True,
+                               cwd=ROOT, env=environment, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    on_jax = np.array(json.loads(completed.stdout.strip().splitlines()[-1]))
+    assert on_jax.max() == pytest.approx(1.0)  # a real map, not an all-zero one that would match anything
+    image = evaluation.run_split(gap_run).images[0]
+    np.testing.assert_allclose(on_jax, explain.grad_cam(predict.load_predictor(gap_run), image, 1), atol=1e-4)
+
+
+def test_overlay_colours_the_picture():
+    image = np.full((8, 8, 3), 100, dtype=np.uint8)
+    heatmap = np.zeros((4, 4), dtype=np.float32)
+    heatmap[:2] = 1.0
+    blended = explain.overlay(image, heatmap, alpha=0.5)
+    assert blended.shape == (8, 8, 3) and blended.dtype == np.uint8
+    assert blended[0, 0, 0] > blended[0, 0, 2]  # hot: red
+    assert blended[7, 7, 2] > blended[7, 7, 0]  # cold: blue
+    assert explain.jet_colormap(np.array([0.0, 0.5, 1.0])).tolist() == [[0, 0, 128], [128, 255, 128], [128, 0, 0]]
+
+
+def test_nearest_training_images_start_with_the_image_itself(run_dir, monkeypatch):
+    training = evaluation.run_split(run_dir, "train")
+    results = explain.nearest_training_images(run_dir, training.images[5], k=3)
+    assert len(results) == 3
+    assert results[0]["path"] == training.paths[5] and results[0]["distance"] == pytest.approx(0, abs=1e-4)
+    assert results[0]["label"] == training.classes[training.labels[5]]
+    assert [r["distance"] for r in results] == sorted(r["distance"] for r in results)
+    assert results[0]["image"].shape == (32, 32, 3) and np.array_equal(results[0]["image"], training.images[5])
+    assert (Path(run_dir) / explain.NEAREST_CACHE_FILE).is_file()
+
+    # A freshly loaded model reads the features from the file instead of the training images.
+    predict.load_predictor(run_dir).memo.pop("nearest")
+    monkeypatch.setattr(evaluation, "run_split", lambda *args: pytest.fail("recomputed the training features"))
+    again = explain.nearest_training_images(run_dir, training.images[5], k=3)
+    assert [r["path"] for r in again] == [r["path"] for r in results]

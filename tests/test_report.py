@@ -1,0 +1,120 @@
+"""The report: one self-contained HTML file that shows every section, escapes user text and fetches nothing."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core import report
+from run_fixtures import cached_run, run_fixture
+
+
+run_dir = run_fixture("run_dir", "gap", "svm", "autoencoder")
+
+
+@pytest.fixture(scope="module")
+def autoencoder_report(demo_dir, tmp_path_factory):
+    run = cached_run(tmp_path_factory, demo_dir, "autoencoder")
+    rows = [{"method": "transfer", "label": f"k={depth}", "freeze_depth": depth, "val_accuracy": accuracy,
+             "train_seconds": seconds, "state": "done", "error": None, "run_dir": f"/runs/k{depth}", "curve": [accuracy]}
+            for depth, accuracy, seconds in ((5, 0.75, 3.0), (3, 0.5, 9.0))]
+    results = {"kind": "freeze-depth", "title": "How many blocks to freeze", "state": "done", "rows": rows,
+               "summary": [], "settings": {"weights": "none", "image_size": 32}}
+    return report.write_report(run, results)
+
+
+def without_scripts(page: str) -> str:
+    """The page minus the contents of inline <script> elements (Plotly's library mentions URLs in its code)."""
+    return re.sub(r"(<script\b[^>]*>).*?(</script>)", r"\1\2", page, flags=re.S | re.I)
+
+
+def assert_fetches_nothing_outside(page: str) -> None:
+    markup = without_scripts(page)
+    for tag in re.findall(r"<script\b[^>]*>", markup, flags=re.I):
+        assert "src" not in tag.lower(), tag
+    assert not re.search(r"<link\b", markup, flags=re.I)
+    assert not re.search(r"url\s*\(", markup, flags=re.I)
+    assert not re.search(r"@import", markup, flags=re.I)
+    for tag in re.findall(r"<[a-z][^>]*>", markup, flags=re.I):  # real tags only: escaped text has no "<"
+        for attribute, value in re.findall(r"\s(src|href|srcset|poster|action)\s*=\s*[\"']?([^\"'\s>]*)",
+                                           tag, flags=re.I):
+            assert value.startswith(("data:", "#")), f"{attribute}={value[:80]}"
+
+
+def test_report_has_every_section_and_fetches_nothing(run_dir):
+    page = report.build_report(run_dir)
+    for heading in ("Settings", "Data", "Training curves", "Results", "Confusion matrix", "Per class",
+                    "Misclassified validation images", "Grad-CAM"):
+        assert heading in page, heading
+    assert page.count("data:image/png;base64,") >= 2  # Grad-CAM examples: the image and its overlay
+    assert "Plotly.newPlot" in page and 'class="plotly-graph-div"' in page
+    assert "cdn.plot.ly/plotly" not in page
+    assert_fetches_nothing_outside(page)
+    if "svm" in run_dir:
+        assert "class-agnostic" in page
+
+
+def test_autoencoder_report_shows_pretraining_and_the_experiment(autoencoder_report):
+    page = Path(autoencoder_report).read_text()
+    assert Path(autoencoder_report).name == "report.html"
+    assert "Autoencoder reconstructions" in page and "Autoencoder pretraining" in page
+    assert "Experiment: How many blocks to freeze" in page and "Best so far: k=5 at 75%" in page
+    assert "Validation accuracy and training time by frozen blocks" in page  # the experiment's own chart
+    assert page.count("<script") == page.count("</script>") and "/runs/k5" not in page
+    assert_fetches_nothing_outside(page)
+
+
+def test_user_text_is_escaped(demo_dir, tmp_path_factory, tmp_path):
+    source = Path(cached_run(tmp_path_factory, demo_dir, "gap"))
+    for name in ("config.json", "status.json", "events.jsonl"):
+        shutil.copy(source / name, tmp_path / name)
+    bad_class, bad_file = "<b>x</b>", "<script>alert(1)</script>.png"
+    metrics = json.loads((source / "metrics.json").read_text())
+    metrics["classes"][0] = bad_class
+    metrics["per_class"] = {bad_class if name == "circle" else name: row for name, row in metrics["per_class"].items()}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    dataset = json.loads((source / "dataset.json").read_text())
+    dataset["counts"] = {bad_class: 8}
+    dataset["skipped"] = [{"path": bad_file, "reason": "not an image (looks like <html>)"}]
+    dataset["source"] = "/data/<img src=x onerror=alert(1)>"
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    page = report.build_report(tmp_path, {"title": "<i>sweep</i>", "error": "<u>u</u>"})
+    for text in (bad_class, bad_file, "<img src=x", "<html>", "<i>sweep</i>", "<u>u</u>"):
+        assert text not in without_scripts(page), text
+    for text in ("&lt;b&gt;x&lt;/b&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;.png", "&lt;i&gt;sweep&lt;/i&gt;"):
+        assert text in page
+    assert "Images are not shown" not in page  # no model in this copy: the section is left out quietly
+    assert_fetches_nothing_outside(page)
+
+
+def test_report_of_a_failed_run_says_what_is_missing(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model": "vgg16", "head": "gap"}))
+    (tmp_path / "status.json").write_text(json.dumps({"state": "failed", "error": "out of <memory>"}))
+    page = report.build_report(tmp_path)
+    assert "out of &lt;memory&gt;" in page and "the run did not finish" in page and "no epoch finished" in page
+
+
+@pytest.mark.browser
+def test_report_offline(autoencoder_report):
+    """Chromium opens the report and every request it makes stays inside the file."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's Chromium (/usr/bin/chromium) is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    requests = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(Path(autoencoder_report).as_uri(), wait_until="load")
+            page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)  # Plotly really drew
+            assert page.locator("img").count() >= 3
+            page.wait_for_timeout(500)
+        finally:
+            browser.close()
+    assert requests, "the page made no request at all: it did not load"
+    outside = [url for url in requests if not url.startswith(("file:", "data:", "about:"))]
+    assert not outside, outside
