@@ -212,9 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
     except Exception as error:  # a failure is one plain line, never a traceback
-        from core.training import plain_error
+        try:
+            from core.training import plain_error
 
-        print(f"error: {plain_error(error)}", file=sys.stderr)
+            message = plain_error(error)
+        except Exception:  # training itself cannot be imported: still one line
+            message = f"{type(error).__name__}: {error}"
+        print(f"error: {message}", file=sys.stderr)
         return 1
 
 

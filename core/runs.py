@@ -58,6 +58,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(obj, handle, indent=2, default=_json_default)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are as readable as events.jsonl
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -72,6 +73,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

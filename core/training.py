@@ -209,8 +209,8 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
 
 def plain_error(error: BaseException) -> str:
     """Turn an exception into words a user can act on."""
-    if isinstance(error, (RunFailed, models.WeightsError, ingest.DatasetError)):
-        return str(error)
+    if type(error).__module__.startswith("core."):
+        return str(error)  # core's own errors are written for the user already
     if backend.is_out_of_memory(error):
         return "out of memory: lower the batch size or the image size, or freeze more blocks"
     if isinstance(error, ValueError):
@@ -373,6 +373,7 @@ def _refreeze(config, split, depth, writer, say):
 def _fit_classical(config, split, writer, x_train, y_train, x_val, y_val, clock, state, say):
     """Fit an SVM or random forest on pooled features of the frozen network."""
     import joblib
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -389,8 +390,10 @@ def _fit_classical(config, split, writer, x_train, y_train, x_val, y_val, clock,
     started = time.perf_counter()
     with clock.phase(config.head):
         if config.head == "svm":
-            estimator = make_pipeline(StandardScaler(), SVC(C=config.svm_c, probability=True,
-                                                            random_state=config.seed))
+            # Calibrated probabilities (SVC(probability=True) is deprecated in scikit-learn 1.9).
+            folds = int(max(2, min(3, np.bincount(y_train).min())))
+            estimator = make_pipeline(StandardScaler(), CalibratedClassifierCV(
+                SVC(C=config.svm_c, random_state=config.seed), cv=folds, ensemble=False))
         else:
             estimator = RandomForestClassifier(n_estimators=config.forest_trees, random_state=config.seed,
                                                n_jobs=1)
