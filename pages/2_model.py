@@ -1,0 +1,313 @@
+"""Model page: weights, how many VGG16 blocks stay frozen (drawn as a diagram with parameter counts
+and the feature-cache cut), the head, the optimizer and learning rate (with a range test), and
+the rest of the training settings. Settings live in st.session_state["config"]."""
+import math
+import secrets
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import config as cfg_module
+from core import models, runs
+from core.config import TrainConfig
+from pages import common
+
+KEY = "cfg::"  # widget keys: cfg::<field>
+# 1e-6 .. 1, 10 steps per decade: the range test scans up to 1, and the config allows up to 1
+LR_GRID = sorted({float(f"{10 ** (k / 10):.2g}") for k in range(-60, 1)})
+IMAGE_SIZES = list(range(32, 225, 16))
+WEIGHTS_LABELS = {"imagenet": "ImageNet (pretrained)", "none": "None (random start)", "file": "A weights file"}
+HEAD_LABELS = {"gap": "Global average pooling + softmax (small, fast)",
+               "seed": "Flatten + Dense 1024 + softmax (the seed recipe)",
+               "svm": "SVM on frozen features", "random_forest": "Random forest on frozen features"}
+FROZEN_COLOUR, TRAINABLE_COLOUR, HEAD_COLOUR = "#9aa9bd", "#f28e2b", "#59a14f"
+
+
+def snap(value, options):
+    """The option nearest to ``value`` (on a log scale for the learning rate)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return options[0]
+    if not math.isfinite(value) or value <= 0:
+        return options[0]
+    return min(options, key=lambda option: abs(math.log(option) - math.log(value)))
+
+
+def setting(field: str, initial) -> dict:
+    """Keyword arguments binding a widget to a config field: its key, seeded from the config the
+    first time it is drawn (and again after a page switch, when Streamlit has forgotten the
+    widget), and an on_change that stores each new value in the config at once. Callbacks run
+    before any page, so a change still in flight when the user switches pages is not lost."""
+    key = KEY + field
+    if key not in st.session_state:
+        st.session_state[key] = initial
+    return {"key": key, "on_change": store_setting, "args": (field,)}
+
+
+def store_setting(field: str) -> None:
+    value = st.session_state[KEY + field]
+    values = common.config()
+    if field == "weights_choice":
+        if value in ("imagenet", "none"):
+            values["weights"] = value
+    else:
+        values[field] = value
+
+
+def reset_widgets() -> None:
+    for key in [k for k in st.session_state if str(k).startswith(KEY)]:
+        del st.session_state[key]
+
+
+def apply_seed_preset() -> None:
+    """The seed's recipe (VGG16 frozen, Flatten-Dense1024 head, SGD 1e-4 momentum 0.9, 10 epochs);
+    the weights stay as chosen, so an offline server keeps working."""
+    values = common.config()
+    weights = values.get("weights")
+    values.update(cfg_module.SEED_PRESET)
+    values["weights"] = weights
+    values["preset"] = None
+    reset_widgets()
+
+
+def apply_learning_rate(rate: float) -> None:
+    common.config()["learning_rate"] = snap(rate, LR_GRID)
+    st.session_state[KEY + "learning_rate"] = snap(rate, LR_GRID)
+
+
+# ---------------------------------------------------------------------- the diagram
+
+def freeze_diagram(summary: dict, image_size: int) -> go.Figure:
+    """VGG16's five conv blocks and the head as boxes, frozen ones grey, trainable ones orange,
+    with parameter counts, and a dashed line where the feature cache cuts."""
+    figure = go.Figure()
+    boxes = [(f"block {b['block']}", f"{b['convs']} conv x {b['filters']}", b["params"], b["frozen"])
+             for b in summary["blocks"]]
+    boxes.append(("head", HEAD_LABELS.get(summary["head"]["name"], summary["head"]["name"]).split(" (")[0]
+                  .replace(" + softmax", ""), summary["head"]["params"], None))
+    for index, (title, detail, params, frozen) in enumerate(boxes):
+        colour = HEAD_COLOUR if frozen is None else FROZEN_COLOUR if frozen else TRAINABLE_COLOUR
+        state = "trainable" if frozen is None else "frozen" if frozen else "trainable"
+        x0, x1 = index * 1.2, index * 1.2 + 1.0
+        figure.add_shape(type="rect", x0=x0, x1=x1, y0=0, y1=1, fillcolor=colour, line=dict(color="#333", width=1),
+                         layer="below")
+        figure.add_trace(go.Scatter(
+            x=[(x0 + x1) / 2] * 4, y=[0.82, 0.6, 0.38, 0.16], mode="text", showlegend=False, hoverinfo="skip",
+            text=[f"<b>{title}</b>", detail if len(detail) < 18 else detail[:16] + "...",
+                  f"{params / 1e6:.2f} M params" if params >= 10_000 else f"{params:,} params", state],
+            textfont=dict(size=12, color="#111")))
+    depth = sum(1 for b in summary["blocks"] if b["frozen"])
+    if summary.get("cache_cut"):
+        x = depth * 1.2 - 0.1
+        figure.add_shape(type="line", x0=x, x1=x, y0=-0.25, y1=1.25, line=dict(color="#c0392b", width=3, dash="dash"))
+        shape = "x".join(str(v) for v in summary["cache_shape"])
+        figure.add_annotation(x=x, y=1.32, showarrow=False, font=dict(color="#c0392b", size=12),
+                              text=f"feature cache: {shape} per picture "
+                                   f"({summary['cache_bytes_per_image'] / 1024:.0f} KB)")
+    figure.add_annotation(x=-0.15, y=0.5, showarrow=False, text=f"input<br>{image_size}x{image_size}",
+                          xanchor="right", font=dict(size=11))
+    figure.update_xaxes(visible=False, range=[-1.0, len(boxes) * 1.2])
+    figure.update_yaxes(visible=False, range=[-0.35, 1.45])
+    figure.update_layout(height=230, margin=dict(l=0, r=0, t=10, b=0), plot_bgcolor="white")
+    return figure
+
+
+def architecture_section(values: dict, n_classes: int) -> None:
+    st.subheader("How much of VGG16 stays frozen")
+    st.caption("VGG16 has five blocks of convolutions. Frozen blocks keep their weights; trainable ones learn "
+               "from your pictures. With nothing random below the frozen part, its output is computed once and "
+               "cached, so every epoch after the first costs almost nothing.")
+    depth_widget = setting("freeze_depth", _int_in(values.get("freeze_depth"), 0, 5, 5))
+    values["freeze_depth"] = st.slider("Frozen blocks (freeze depth)", 0, 5, **depth_widget,
+                                       help="0 = train everything; 5 = train only the head")
+    head_widget = setting("head", values.get("head") if values.get("head") in cfg_module.HEADS else "gap")
+    values["head"] = st.selectbox("Head (what sits on top of block 5)", list(cfg_module.HEADS), **head_widget,
+                                  format_func=lambda h: HEAD_LABELS.get(h, h))
+    shown_depth = 5 if values["head"] in cfg_module.CLASSICAL_HEADS else values["freeze_depth"]
+    # the image-size widget is drawn further down: read its newest value, not last run's config
+    image_size = int(st.session_state.get(KEY + "image_size", snap(values.get("image_size", 64), IMAGE_SIZES)))
+    summary = models.freeze_summary(shown_depth, image_size, n_classes, values["head"])
+    st.plotly_chart(freeze_diagram(summary, image_size), width="stretch",
+                    key="freeze_diagram", config={"displayModeBar": False, "staticPlot": True})
+    frozen, trainable, cache = st.columns(3)
+    frozen.metric("Frozen parameters", f"{summary['frozen_params']:,}")
+    trainable.metric("Trainable parameters", f"{summary['trainable_params']:,}")
+    if summary["cache_cut"]:
+        cache.metric("Feature cache per picture", f"{summary['cache_bytes_per_image'] / 1024:.0f} KB",
+                     help=f"cut {summary['cache_cut']}, shape {summary['cache_shape']}, float16")
+    else:
+        cache.metric("Feature cache", "off", help="nothing is frozen, so there is nothing to cache")
+    if values["head"] in cfg_module.CLASSICAL_HEADS:
+        st.info("The SVM and random-forest heads always use the fully frozen network (freeze depth 5).")
+
+
+def weights_section(values: dict) -> None:
+    st.subheader("Weights")
+    current = values.get("weights", "imagenet")
+    choice_widget = setting("weights_choice", current if current in ("imagenet", "none") else "file")
+    choice = st.radio("Start from", list(WEIGHTS_LABELS), **choice_widget, horizontal=True,
+                      format_func=WEIGHTS_LABELS.get)
+    if choice in ("imagenet", "none"):
+        values["weights"] = choice
+    if choice == "imagenet" and not models.imagenet_cache_path().exists():
+        st.info("The ImageNet weights are not on this server yet: when training starts, the server will try to "
+                "download them once (58 MB). Offline, that fails: then copy the file "
+                f"`{models.IMAGENET_NOTOP_FILE}` into `{models.imagenet_cache_path().parent}` on the server, "
+                "upload a weights file here, or choose **None (random start)**.")
+    if choice == "none":
+        st.caption("A random start learns slowly and needs many pictures; fine for trying the app.")
+    if choice == "file":
+        upload = st.file_uploader("VGG16 weights without the top (.h5 / .weights.h5)", type=["h5"],
+                                  key="weights_upload")
+        if upload is not None and st.button("Use this weights file", key="use_weights"):
+            stem = "".join(ch for ch in upload.name.rsplit(".", 1)[0] if ch.isalnum() or ch in "-_")[:40] or "weights"
+            suffix = ".weights.h5" if upload.name.endswith(".weights.h5") else ".h5"
+            folder = runs.workspace() / "weights" / common.owner()
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{secrets.token_hex(4)}-{stem.removesuffix('.weights')}{suffix}"
+            runs.write_bytes_atomic(path, upload.getvalue())
+            values["weights"] = str(path)
+            st.success("Saved on the server; runs will load it (a wrong file fails the run with a clear message).")
+        if values.get("weights") not in ("imagenet", "none"):
+            st.caption(f"Using the uploaded file {common.plain(str(values['weights']).rsplit('/', 1)[-1])}.")
+        else:
+            st.warning("Upload a weights file and press **Use this weights file**; until then runs start from "
+                       f"{WEIGHTS_LABELS[values.get('weights', 'imagenet')]}.")
+
+
+def optimizer_section(values: dict) -> None:
+    st.subheader("Optimizer and learning rate")
+    left, right = st.columns(2)
+    optimizer_widget = setting("optimizer", values.get("optimizer") if values.get("optimizer") in cfg_module.OPTIMIZERS
+                               else "adam")
+    values["optimizer"] = left.radio("Optimizer", list(cfg_module.OPTIMIZERS), **optimizer_widget, horizontal=True,
+                                     format_func={"adam": "Adam", "sgd": "SGD with momentum"}.get)
+    if values["optimizer"] == "sgd":
+        momentum_widget = setting("momentum", min(max(float(values.get("momentum", 0.9) or 0.9), 0.0), 0.99))
+        values["momentum"] = right.slider("Momentum", 0.0, 0.99, step=0.01, **momentum_widget)
+    lr_widget = setting("learning_rate", snap(values.get("learning_rate", 1e-3), LR_GRID))
+    values["learning_rate"] = st.select_slider("Learning rate (log scale)", LR_GRID, **lr_widget,
+                                               format_func=lambda v: f"{v:.1e}")
+
+
+def training_section(values: dict) -> None:
+    st.subheader("Training")
+    a, b, c = st.columns(3)
+    epochs_widget = setting("epochs", _int_in(values.get("epochs"), 1, 1000, 10))
+    values["epochs"] = a.number_input("Epochs", 1, 1000, step=1, **epochs_widget)
+    batch_widget = setting("batch_size", _int_in(values.get("batch_size"), 1, 1024, 32))
+    values["batch_size"] = b.number_input("Batch size", 1, 1024, step=1, **batch_widget)
+    size_widget = setting("image_size", snap(values.get("image_size", 64), IMAGE_SIZES))
+    values["image_size"] = c.select_slider("Image size (pixels)", IMAGE_SIZES, **size_widget,
+                                           help="Pictures are resized to this square; larger is slower.")
+    augment_widget = setting("augment", bool(values.get("augment", False)))
+    values["augment"] = st.checkbox("Augmentation (random flips, rotations, zooms)", **augment_widget)
+    if values["augment"]:
+        st.caption("Augmentation changes every picture every epoch, so the feature cache is turned off: "
+                   "the frozen blocks run every epoch (much slower on a CPU).")
+    two_phase_widget = setting("two_phase", bool(values.get("two_phase", False)))
+    values["two_phase"] = st.checkbox("Two-phase fine-tuning: first the head with everything frozen, then unfreeze "
+                                      "down to the freeze depth at a tenth of the learning rate", **two_phase_widget)
+    if values["two_phase"]:
+        head_epochs_widget = setting("head_epochs", _int_in(values.get("head_epochs"), 1, 1000, 3))
+        values["head_epochs"] = st.number_input("Epochs of the head-only phase", 1, 1000, step=1, **head_epochs_widget)
+        if int(values.get("freeze_depth", 5)) >= 5:
+            st.caption("With all five blocks frozen there is nothing to unfreeze: lower the freeze depth for a "
+                       "second phase.")
+    with st.expander("More settings"):
+        x, y, z = st.columns(3)
+        val_widget = setting("validation_fraction", min(max(float(values.get("validation_fraction") or 0.2), 0.05), 0.5))
+        values["validation_fraction"] = x.slider("Validation share", 0.05, 0.5, step=0.05, **val_widget)
+        dropout_widget = setting("dropout", min(max(float(values.get("dropout") or 0.0), 0.0), 0.9))
+        values["dropout"] = y.slider("Dropout (pooling head)", 0.0, 0.9, step=0.05, **dropout_widget)
+        seed_widget = setting("seed", _int_in(values.get("seed"), 0, 2**31 - 1, 0))
+        values["seed"] = z.number_input("Seed", 0, 2**31 - 1, step=1, **seed_widget)
+        stop_widget = setting("early_stopping", bool(values.get("early_stopping", False)))
+        values["early_stopping"] = x.checkbox("Early stopping", **stop_widget)
+        patience_widget = setting("patience", _int_in(values.get("patience"), 1, 100, 3))
+        values["patience"] = y.number_input("Patience (epochs)", 1, 100, step=1, **patience_widget)
+        cache_widget = setting("cache_features", bool(values.get("cache_features", True)))
+        values["cache_features"] = z.checkbox("Feature cache", **cache_widget)
+
+
+def _int_in(value, low, high, default):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return number if low <= number <= high else default
+
+
+# ---------------------------------------------------------------------- the learning-rate finder
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def learning_rate_test(dataset_path: str, settings_json: str, steps: int, _progress=None) -> dict:
+    """The range test for these settings on this dataset; cached per dataset and settings."""
+    from core import lr_finder
+
+    config = TrainConfig.from_json(settings_json)
+    dataset = common.load_dataset(dataset_path, config.image_size)
+    return lr_finder.find_learning_rate(config, dataset, steps=steps, progress=_progress)
+
+
+def lr_finder_section(values: dict) -> None:
+    st.subheader("Learning-rate finder")
+    st.caption("A short range test: train for a few steps while the learning rate rises from 1e-6 to 1; the "
+               "loss falls, then blows up. A good rate sits where it falls fastest.")
+    info = common.current_dataset()
+    config, problems = common.validate_config(values)
+    steps = common._env_int(common.LR_STEPS_ENV, 100, 10, 1000)
+    if st.button("Find a learning rate", key="lr_find", disabled=not info or bool(problems)):
+        settings = config.to_json()
+        with st.status("Running the learning-rate test...", expanded=True) as status:
+            bar = st.progress(0.0, text="Preparing the model...")
+            result = learning_rate_test(info["path"], settings, steps,
+                                        _progress=lambda f, m: bar.progress(min(max(float(f), 0.0), 1.0),
+                                                                            text=common.plain(m, 120)))
+            status.update(label="Learning-rate test finished", state="complete", expanded=False)
+        st.session_state["lr_result"] = {"dataset": info["id"], "settings": settings, "result": result}
+    if not info:
+        st.caption("Pick a dataset on the Data page first.")
+    found = st.session_state.get("lr_result")
+    if not found:
+        return
+    result = found["result"]
+    figure = go.Figure(go.Scatter(x=result["learning_rates"], y=result["losses"], mode="lines", name="loss"))
+    figure.add_vline(x=result["suggested"], line_dash="dash", line_color="#c0392b")
+    figure.update_xaxes(type="log", title_text="learning rate")
+    figure.update_yaxes(title_text="training loss")
+    figure.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(figure, width="stretch", key="lr_curve")
+    suggested = snap(result["suggested"], LR_GRID)
+    st.button(f"Use the suggested learning rate {suggested:.1e}", key="lr_apply", on_click=apply_learning_rate,
+              args=(result["suggested"],))
+
+
+# ---------------------------------------------------------------------- page
+
+def main() -> None:
+    st.title("Model")
+    values = common.config()
+    info = common.current_dataset()
+    n_classes = max(2, len(info["classes"])) if info else 4
+    left, right = st.columns([3, 1])
+    left.caption("Choose what to train. Every change is kept for the Train page.")
+    right.button("Seed recipe preset", key="seed_preset", on_click=apply_seed_preset,
+                 help="VGG16 frozen, Flatten-Dense(1024) head, SGD 1e-4 with momentum 0.9, 10 epochs "
+                      "(the weights stay as you chose)")
+    weights_section(values)
+    architecture_section(values, n_classes)
+    optimizer_section(values)
+    training_section(values)
+    st.session_state["config"] = values
+    _, problems = common.validate_config(values)
+    if problems:
+        common.show_config_problems(problems)
+    else:
+        st.success(f"These settings are valid: {common.plain(common.settings_summary(values), 400)}. "
+                   "Start training on the **Train** page.")
+    lr_finder_section(values)
+
+
+common.run_page(main)

@@ -1,0 +1,209 @@
+"""Train page: start and stop a run, watch it live (state in words, a progress bar through every
+phase, loss and accuracy curves), and compare this session's runs. The script never waits for
+training: a fragment re-reads the run's events every second."""
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from core import runs
+from pages import common
+
+POLL_SECONDS = 1.0
+ACTIVE = ("queued", "running")
+
+
+def start_run(config, info: dict) -> None:
+    run_id = common.job_manager().submit(config, info["path"], common.owner())
+    common.set_current_run(run_id)
+    st.rerun()
+
+
+def controls() -> None:
+    values = common.config()
+    info = common.current_dataset()
+    config, problems = common.validate_config(values)
+    if info:
+        st.markdown(f"**Dataset:** {common.plain(info['name'])}, {info['images']} pictures, "
+                    f"{len(info['classes'])} classes")
+    else:
+        st.warning("No dataset yet: pick one on the **Data** page first.")
+    st.markdown(f"**Settings:** {common.plain(common.settings_summary(values), 400)} (change them on the **Model** page)")
+    if problems:
+        common.show_config_problems(problems)
+    run_id = common.current_run()
+    status = common.run_status(run_id) if run_id else None
+    active = bool(status and status.get("state") in ACTIVE)
+    buttons = st.container(horizontal=True)
+    start = stop = buttons
+    if start.button("Start training", type="primary", key="start", disabled=not info):
+        if problems:
+            st.error("Nothing was started: fix the settings named above first.")
+        else:
+            start_run(config, info)
+    if stop.button("Stop", key="stop", disabled=not active):
+        common.job_manager().stop(run_id, owner=common.owner())
+        st.toast("Stop requested: the run stops after the current batch and keeps its best model.")
+        st.rerun()
+
+
+def phase_progress(summary: dict, status: dict) -> None:
+    """One progress bar for whatever is under way, with its message and the time left."""
+    state = status.get("state")
+    if state == "queued":
+        st.progress(0.0, text=common.describe_state(status))
+        return
+    if state != "running":
+        return
+    label = summary["phase_label"] or "Starting the training process (loading TensorFlow)"
+    fraction = summary["phase_fraction"]
+    text = label
+    if summary["training_label"]:
+        text += f": {summary['training_label']}"
+    elif summary["phase_message"]:
+        text += f": {common.plain(summary['phase_message'], 120)}"
+    if summary["time_left"] is not None:
+        text += f" (about {common.format_seconds(summary['time_left'])} left)"
+    elif summary["training_label"]:
+        text += " (estimating the time left...)"
+    if fraction is None:
+        # a phase without a measurable fraction still says what it is doing
+        started = status.get("times", {}).get("running") or time.time()
+        text += f" ... {common.format_seconds(time.time() - started)} so far"
+        st.progress(0.0, text=text)
+    else:
+        st.progress(min(max(float(fraction), 0.0), 1.0), text=text)
+
+
+def show_state(status: dict) -> None:
+    state = status.get("state")
+    words = common.plain(common.describe_state(status), 600)
+    if state == "failed":
+        st.error(words)
+    elif state == "done":
+        st.success(words)
+    elif state == "stopped":
+        st.warning(words)
+    else:
+        st.info(words)
+
+
+def phase_notes(summary: dict) -> None:
+    notes = []
+    for name, seconds in summary["phases_done"].items():
+        if isinstance(seconds, (int, float)):
+            notes.append(f"{common.PHASE_WORDS.get(name, name.replace('_', ' ')).split(' (')[0]}: {seconds:.1f} s")
+    cache = summary["feature_cache"]
+    if cache is not None:
+        if cache.get("used"):
+            megabytes = (cache.get("bytes") or 0) / 2**20
+            notes.append(f"feature cache on ({megabytes:.1f} MB): the frozen blocks ran once")
+        else:
+            notes.append(f"feature cache off: {common.plain(cache.get('reason', ''), 200)}")
+    if notes:
+        st.caption(" · ".join(notes))
+
+
+def render_run(run_id: str) -> None:
+    """The live view of one run; re-run every second by the fragment while the run is active."""
+    status = common.run_status(run_id)
+    if status is None:
+        st.warning("This run is not available any more.")
+        return
+    events = common.new_events(run_id)
+    summary = common.summarize_events(events)
+    st.markdown(f"**Run** `{run_id}`")
+    show_state(status)
+    phase_progress(summary, status)
+    phase_notes(summary)
+    if summary["epochs"] or summary["batches"]:
+        st.plotly_chart(common.curves_figure({run_id: events}), width="stretch", key=f"curves-{run_id}")
+    elif status.get("state") == "running":
+        st.caption("The curves appear with the first training batch.")
+    if status.get("state") == "done":
+        left, right = st.columns(2)
+        left.page_link("pages/5_evaluate.py", label="See how it does: Evaluate", icon=":material/fact_check:")
+        right.page_link("pages/6_predict.py", label="Try your own pictures: Predict", icon=":material/image_search:")
+    # When the state changes, rerun the whole page so the buttons and the sidebar follow it.
+    seen = st.session_state.setdefault("_seen_state", {})
+    observed = (status.get("state"), bool(status.get("device")))  # the sidebar names the device too
+    if seen.get(run_id) != observed:
+        first_look = run_id not in seen
+        seen[run_id] = observed
+        if not first_look and st.session_state.get("_in_fragment"):
+            st.rerun(scope="app")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_run(run_id: str) -> None:
+    st.session_state["_in_fragment"] = True
+    try:
+        common.run_page(lambda: render_run(run_id))
+    finally:
+        st.session_state["_in_fragment"] = False
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def finished_events(path: str, size: int) -> list[dict]:
+    """All events of a run, cached by the events file's size (a finished run's never changes)."""
+    return runs.read_all_events(path)
+
+
+def run_events(row: dict) -> list[dict]:
+    events_file = Path(row["path"]) / "events.jsonl"
+    size = events_file.stat().st_size if events_file.exists() else 0
+    return finished_events(row["path"], size)
+
+
+def runs_table() -> None:
+    rows = common.my_runs()
+    st.subheader("Your runs")
+    if not rows:
+        st.caption("None yet. Runs are private to this browser session (bookmark the page to keep them).")
+        return
+    table = []
+    for row in rows:
+        config, status = row["config"], row["status"]
+        accuracy = status.get("val_accuracy")
+        table.append({
+            "run": row["id"],
+            "state": status.get("state", "?") + (f" (#{row['queue_position']} in line)" if row.get("queue_position") else ""),
+            "validation accuracy": f"{accuracy:.0%}" if isinstance(accuracy, (int, float)) else "",
+            "train seconds": status.get("train_seconds"),
+            "frozen blocks": config.get("freeze_depth"),
+            "head": config.get("head"),
+            "learning rate": f"{float(config.get('learning_rate') or 0):.1e}",
+            "epochs": config.get("epochs"),
+            "image size": config.get("image_size"),
+            "weights": config.get("weights") if config.get("weights") in ("imagenet", "none") else "file",
+        })
+    st.dataframe(table, hide_index=True, width="stretch")
+    ids = [row["id"] for row in rows]
+    current = common.current_run()
+    watch, compare = st.columns([1, 2])
+    chosen = watch.selectbox("Watch run", ids, index=ids.index(current) if current in ids else 0, key="watch_run")
+    if chosen != current and watch.button("Show this run", key="show_run"):
+        common.set_current_run(chosen)
+        st.rerun()
+    default = [current] if current in ids else ids[:1]
+    picked = compare.multiselect("Overlay the curves of", ids, default=default, key="overlay_runs")
+    if len(picked) > 1:
+        by_id = {row["id"]: row for row in rows}
+        figure = common.curves_figure({run_id: run_events(by_id[run_id]) for run_id in picked}, batch_line=False)
+        st.plotly_chart(figure, width="stretch", key="overlay")
+
+
+def main() -> None:
+    st.title("Train")
+    controls()
+    run_id = common.current_run()
+    if run_id:
+        status = common.run_status(run_id)
+        if status and status.get("state") in ACTIVE:
+            live_run(run_id)
+        elif status:
+            render_run(run_id)
+    runs_table()
+
+
+common.run_page(main)

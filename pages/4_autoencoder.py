@@ -1,0 +1,330 @@
+"""Autoencoder page: pretrain a convolutional autoencoder on every picture (labels not needed),
+watch its reconstructions sharpen epoch by epoch, then see its encoder transferred to a classifier.
+
+The run goes through the same job manager as a VGG16 run (model="autoencoder"); a fragment
+re-reads the run's events and reconstructions.png every second, so the script never waits.
+"""
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import ingest, runs
+from core.config import HEADS
+from pages import common
+
+KEY = "ae::"                     # widget keys: ae::<setting>
+SETTINGS = "autoencoder_settings"  # session state: this page's settings, kept across page switches
+POLL_SECONDS = 1.0
+ACTIVE = ("queued", "running")
+AE_LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2]
+IMAGE_SIZES = [32, 48, 64, 96, 128]
+HEAD_LABELS = {"gap": "Global average pooling + softmax (small, fast)",
+               "seed": "Flatten + Dense 1024 + softmax (the seed recipe)",
+               "svm": "SVM on the encoder's features", "random_forest": "Random forest on the encoder's features"}
+
+
+# ---------------------------------------------------------------------- settings
+
+def settings() -> dict:
+    """This page's settings, first taken from the session's training settings (Model page)."""
+    if SETTINGS not in st.session_state:
+        base = common.config()
+        st.session_state[SETTINGS] = {
+            "autoencoder_epochs": int(base.get("autoencoder_epochs") or 10),
+            "autoencoder_learning_rate": nearest(base.get("autoencoder_learning_rate"), AE_LEARNING_RATES),
+            "epochs": int(base.get("epochs") or 10),
+            "head": base.get("head") if base.get("head") in HEADS else "gap",
+            "fine_tune_encoder": bool(base.get("fine_tune_encoder")),
+            "image_size": nearest(base.get("image_size"), IMAGE_SIZES),
+            "use_unlabeled": True,
+        }
+    return st.session_state[SETTINGS]
+
+
+def nearest(value, options):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return options[len(options) // 2]
+    return min(options, key=lambda option: abs(np.log(option) - np.log(max(value, 1e-12))))
+
+
+def widget_key(name: str, values: dict) -> str:
+    """Seed a widget from the saved settings the first time it is drawn (and after a page switch)."""
+    key = KEY + name
+    if key not in st.session_state:
+        st.session_state[key] = values[name]
+    return key
+
+
+def settings_form(values: dict) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**1. Autoencoder (no labels needed)**")
+        values["autoencoder_epochs"] = st.number_input(
+            "Autoencoder epochs", min_value=1, max_value=200, step=1, key=widget_key("autoencoder_epochs", values),
+            help="Passes over every picture while the autoencoder learns to rebuild them.")
+        values["autoencoder_learning_rate"] = st.select_slider(
+            "Autoencoder learning rate", AE_LEARNING_RATES, key=widget_key("autoencoder_learning_rate", values),
+            format_func=lambda rate: f"{rate:g}")
+        values["image_size"] = st.select_slider(
+            "Image size (pixels)", IMAGE_SIZES, key=widget_key("image_size", values),
+            help="Smaller trains much faster; 32 or 64 suits the demo pictures.")
+    with right:
+        st.markdown("**2. Transfer: a classifier on the encoder**")
+        values["head"] = st.selectbox("Head", list(HEADS), key=widget_key("head", values),
+                                      format_func=lambda head: HEAD_LABELS.get(head, head))
+        values["epochs"] = st.number_input("Classifier epochs", min_value=1, max_value=200, step=1,
+                                           key=widget_key("epochs", values))
+        values["fine_tune_encoder"] = st.checkbox(
+            "Fine-tune the encoder afterwards (at a tenth of the learning rate)",
+            key=widget_key("fine_tune_encoder", values),
+            disabled=values["head"] in ("svm", "random_forest"),
+            help="First the encoder stays frozen and only the head learns; then the encoder may adapt too.")
+    unlabeled_section(values)
+
+
+def unlabeled_section(values: dict) -> None:
+    unlabeled = st.session_state.get("unlabeled")
+    if unlabeled:
+        values["use_unlabeled"] = st.checkbox(
+            f"Also learn from the unlabeled set ({unlabeled['images']} pictures)",
+            key=widget_key("use_unlabeled", values))
+        if unlabeled.get("skipped"):
+            st.caption(f"Skipped from the unlabeled set: {skipped_words(unlabeled['skipped'])}.")
+    else:
+        st.caption("The autoencoder learns from your labeled pictures. Extra pictures without labels help it "
+                   "more: add some below or on the Data page's Unlabeled tab.")
+    with st.expander("Upload an unlabeled set" if not unlabeled else "Replace the unlabeled set"):
+        files = st.file_uploader("Pictures without labels, or one zip of them", accept_multiple_files=True,
+                                 key="ae_unlabeled_files")
+        if st.button("Use these pictures", key="ae_use_unlabeled", disabled=not files):
+            with st.spinner("Reading the pictures..."):
+                saved = save_unlabeled(files)
+            if saved:
+                st.rerun()
+
+
+def skipped_words(skipped: list[dict], shown: int = 5) -> str:
+    words = "; ".join(f"{common.plain(item.get('path'), 60)} ({common.plain(item.get('reason'), 120)})"
+                      for item in skipped[:shown])
+    return words + (f" and {len(skipped) - shown} more" if len(skipped) > shown else "")
+
+
+def save_unlabeled(files) -> bool:
+    """Store uploaded pictures (or one zip) as the session's unlabeled set, as the Data page does."""
+    zips = [f for f in files if f.name.lower().endswith(".zip")]
+    if zips:
+        dataset = ingest.load_unlabeled(zips[0].getvalue(), common.STORAGE_SIZE, policy=common.STORAGE_POLICY)
+    else:
+        labeled = ingest.from_uploads([(f.name, f.getvalue(), "unlabeled") for f in files],
+                                      common.STORAGE_SIZE, policy=common.STORAGE_POLICY)
+        dataset = ingest.Dataset(labeled.images, np.full(len(labeled.images), -1, dtype=np.int64), [],
+                                 labeled.paths, labeled.skipped, labeled.image_size)
+    if len(dataset.images) == 0:
+        st.error("None of those files is a usable picture, so nothing was kept: " + skipped_words(dataset.skipped))
+        return False
+    folder = runs.workspace() / "unlabeled" / common.owner() / common.new_dataset_id()
+    ingest.save_dataset(dataset, str(folder), source="unlabeled upload")
+    st.session_state["unlabeled"] = {"path": str(folder), "images": int(len(dataset.images)),
+                                     "skipped": list(dataset.skipped)}
+    return True
+
+
+def start_run(values: dict, info: dict) -> None:
+    unlabeled = st.session_state.get("unlabeled")
+    chosen = {key: values[key] for key in ("autoencoder_epochs", "autoencoder_learning_rate", "epochs", "head",
+                                           "fine_tune_encoder", "image_size")}
+    chosen["autoencoder_epochs"], chosen["epochs"] = int(chosen["autoencoder_epochs"]), int(chosen["epochs"])
+    chosen["fine_tune_encoder"] = bool(chosen["fine_tune_encoder"]) and values["head"] not in ("svm", "random_forest")
+    settings_values = {**common.config(), **chosen, "model": "autoencoder", "preset": None, "two_phase": False,
+                       "unlabeled": unlabeled["path"] if unlabeled and values.get("use_unlabeled") else None}
+    config, problems = common.validate_config(settings_values)
+    if problems:
+        common.show_config_problems(problems)
+        return
+    run_id = common.job_manager().submit(config, info["path"], common.owner())
+    common.set_current_run(run_id)
+    st.session_state["ae_run"] = run_id
+    st.session_state["ae_run_pick"] = run_id  # the run picker below shows the new run
+    st.rerun()
+
+
+# ---------------------------------------------------------------------- watching a run
+
+def run_label(config: dict, run_id: str) -> str:
+    return (f"{run_id} ({config.get('autoencoder_epochs')} autoencoder + {config.get('epochs')} classifier epochs, "
+            f"{config.get('image_size')} px, head {config.get('head')})")
+
+
+def autoencoder_runs() -> list[dict]:
+    return [row for row in common.my_runs() if row["config"].get("model") == "autoencoder"]
+
+
+def reconstruction_figure(events: list[dict]) -> go.Figure:
+    epochs = [e for e in events if e.get("type") == "epoch" and e.get("phase") == "autoencoder"]
+    batches = [e for e in events if e.get("type") == "batch" and e.get("phase") == "autoencoder"]
+    figure = go.Figure()
+    if batches:
+        figure.add_trace(go.Scatter(x=[e["epoch"] - 1 + e["batch"] / max(1, e["steps"]) for e in batches],
+                                    y=[e.get("loss") for e in batches], mode="lines", name="each batch",
+                                    line=dict(color="#1f77b4", width=1), opacity=0.35))
+    for key, dash, name in (("loss", "solid", "training"), ("val_loss", "dash", "validation")):
+        values = [e.get(key) for e in epochs]
+        if any(v is not None for v in values):
+            figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=values, mode="lines+markers", name=name,
+                                        line=dict(color="#1f77b4", dash=dash, width=2)))
+    figure.update_layout(title="Reconstruction loss (lower is better)", height=320, uirevision="keep",
+                         margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="center", x=0.5),
+                         xaxis_title="epoch", yaxis_title="1/(2N) Σ‖x − x̂‖²")
+    figure.update_xaxes(rangemode="tozero")
+    return figure
+
+
+def show_grid(data: bytes, caption: str) -> None:
+    """A reconstruction grid, as wide as its column so small pictures stay visible."""
+    st.image(data, caption=caption, width="stretch")
+
+
+def reconstructions(run_path: Path, epochs_done: int, total: int, finished: bool) -> None:
+    latest = run_path / "reconstructions.png"
+    history = sorted((run_path / "reconstructions").glob("epoch_*.png"))
+    if finished and len(history) > 1:
+        numbers = [int(p.stem.split("_")[1]) for p in history]
+        picked = st.select_slider("Reconstructions after epoch", numbers, value=numbers[-1],
+                                  key=f"ae_epoch::{run_path.name}")
+        show_grid(history[numbers.index(picked)].read_bytes(),
+                  f"Top row: inputs. Bottom row: the autoencoder's reconstructions after epoch {picked}.")
+    elif latest.is_file():
+        show_grid(latest.read_bytes(), "Top row: inputs. Bottom row: reconstructions after epoch "
+                                       f"{epochs_done}{f' of {total}' if total else ''}.")
+    else:
+        st.caption("The reconstruction grid appears after the first autoencoder epoch.")
+
+
+def show_state(status: dict) -> None:
+    words = common.plain(common.describe_state(status), 600)
+    {"failed": st.error, "done": st.success, "stopped": st.warning}.get(status.get("state"), st.info)(words)
+
+
+def progress_line(summary: dict, status: dict) -> None:
+    if status.get("state") == "queued":
+        st.progress(0.0, text=common.describe_state(status))
+    elif status.get("state") == "running":
+        text = summary["phase_label"] or "Starting the training process (loading TensorFlow)"
+        if summary["training_label"]:
+            text += f": {summary['training_label']}"
+        if summary["time_left"] is not None:
+            text += f" (about {common.format_seconds(summary['time_left'])} left)"
+        st.progress(min(max(float(summary["phase_fraction"] or 0.0), 0.0), 1.0), text=text)
+
+
+def render_run(run_id: str) -> None:
+    status = common.run_status(run_id)
+    if status is None:
+        st.warning("This run is not available any more.")
+        return
+    state = status.get("state")
+    events = common.new_events(run_id)
+    summary = common.summarize_events(events)
+    head, stop = st.columns([5, 1])
+    head.markdown(f"**Run** `{run_id}`")
+    if stop.button("Stop", key=f"ae_stop::{run_id}", disabled=state not in ACTIVE):
+        common.job_manager().stop(run_id, owner=common.owner())
+        st.toast("Stop requested: the run stops after the current batch.")
+    show_state(status)
+    progress_line(summary, status)
+    ae_epochs = [e for e in summary["epochs"] if e.get("phase") == "autoencoder"]
+    total = ae_epochs[-1].get("epochs") if ae_epochs else None
+    curve, grid = st.columns([2, 3])
+    with curve:
+        if ae_epochs or any(b.get("phase") == "autoencoder" for b in summary["batches"]):
+            st.plotly_chart(reconstruction_figure(events), width="stretch", key=f"ae_loss::{run_id}")
+            if len(ae_epochs) >= 2 and ae_epochs[0].get("loss"):
+                drop = 1 - ae_epochs[-1]["loss"] / ae_epochs[0]["loss"]
+                st.caption(f"Reconstruction loss {ae_epochs[0]['loss']:.4g} after epoch 1, "
+                           f"{ae_epochs[-1]['loss']:.4g} after epoch {ae_epochs[-1]['epoch']} ({drop:.0%} lower).")
+        elif state in ACTIVE:
+            st.caption("The reconstruction loss curve appears with the first autoencoder batch.")
+    with grid:
+        reconstructions(common.run_dir(run_id), len(ae_epochs), total, finished=state not in ACTIVE)
+    classifier = [e for e in summary["epochs"] + summary["batches"] if e.get("phase") != "autoencoder"]
+    if classifier:
+        st.markdown("**The transferred classifier** (encoder frozen, then fine-tuned if chosen)")
+        st.plotly_chart(common.curves_figure({run_id: events}), width="stretch", key=f"ae_curves::{run_id}")
+    elif ae_epochs and state in ACTIVE:
+        st.caption("After the autoencoder, its encoder is frozen and a classifier head trains on the labeled "
+                   "pictures: its curves appear here.")
+    if state == "done":
+        left, right = st.columns(2)
+        left.page_link("pages/5_evaluate.py", label="See how it does: Evaluate", icon=":material/fact_check:")
+        right.page_link("pages/6_predict.py", label="Try your own pictures: Predict", icon=":material/image_search:")
+    # When the state changes, rerun the whole page so polling stops and the sidebar follows.
+    seen = st.session_state.setdefault("_ae_seen_state", {})
+    if seen.get(run_id) != state:
+        first_look = run_id not in seen
+        seen[run_id] = state
+        if not first_look and st.session_state.get("_ae_in_fragment"):
+            st.rerun(scope="app")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_run(run_id: str) -> None:
+    st.session_state["_ae_in_fragment"] = True
+    try:
+        common.run_page(lambda: render_run(run_id))
+    finally:
+        st.session_state["_ae_in_fragment"] = False
+
+
+def watched_run(rows: list[dict]) -> str | None:
+    """The autoencoder run to show: picked here, else the current run if it is one, else the newest."""
+    ids = [row["id"] for row in rows]
+    if not ids:
+        return None
+    preferred = st.session_state.get("ae_run")
+    if preferred not in ids:
+        preferred = common.current_run() if common.current_run() in ids else ids[0]
+    if len(ids) == 1:
+        return ids[0]
+    by_id = {row["id"]: row for row in rows}
+    chosen = st.selectbox("Autoencoder run", ids, index=ids.index(preferred), key="ae_run_pick",
+                          format_func=lambda run_id: run_label(by_id[run_id]["config"], run_id))
+    st.session_state["ae_run"] = chosen
+    return chosen
+
+
+def main() -> None:
+    st.title("Autoencoder")
+    st.caption("Unsupervised transfer: an autoencoder learns to squeeze every picture through a small bottleneck "
+               "and rebuild it, with no labels at all. Its encoder then becomes the frozen base of a classifier.")
+    info = common.current_dataset()
+    values = settings()
+    if info:
+        st.markdown(f"**Dataset:** {common.plain(info['name'])}, {info['images']} pictures, "
+                    f"{len(info['classes'])} classes")
+    else:
+        st.info("No dataset yet. Go to the **Data** page and pick the demo data or upload pictures; then come "
+                "back here to pretrain the autoencoder.")
+        st.page_link("pages/1_data.py", label="Go to Data", icon=":material/photo_library:")
+    settings_form(values)
+    if st.button("Start autoencoder run", type="primary", key="ae_start", disabled=not info):
+        start_run(values, info)
+    rows = autoencoder_runs()
+    if not rows:
+        st.caption("Your autoencoder runs show here: the reconstruction loss, the pictures it rebuilds, then the "
+                   "transferred classifier's curves.")
+        return
+    st.divider()
+    run_id = watched_run(rows)
+    status = common.run_status(run_id)
+    if status and status.get("state") in ACTIVE:
+        live_run(run_id)
+    elif status:
+        render_run(run_id)
+
+
+common.run_page(main)

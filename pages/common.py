@@ -1,0 +1,593 @@
+"""Shared UI helpers for every page: the session's owner token, the one job manager, the current
+dataset and run, plain-words errors, user text shown as text, the live-run summary, and the sidebar.
+
+Pages call these and stay short; nothing here trains or touches pixels (that is core's work).
+The functions below are a contract with every page file: keep their names and meanings stable.
+
+State kept per browser session (``st.session_state``):
+    "owner"    the session's random owner token (also in the URL as ``?session=``)
+    "run_id"   the current run (also in the URL as ``?run=``), or absent
+    "dataset"  the current dataset's info dict (see ``dataset_info``), or absent
+    "config"   the training settings as a plain dict (TrainConfig fields), validated on use
+    "unlabeled" {"path", "images", "skipped"} of an unlabeled image set for the autoencoder, or absent
+"""
+from __future__ import annotations
+
+import errno
+import html
+import logging
+import math
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+from core import jobs, runs
+from core.config import ConfigError, TrainConfig
+
+log = logging.getLogger("transfer_studio.app")
+
+OWNER_PARAM = "session"          # URL query parameter holding the owner token
+RUN_PARAM = "run"                # URL query parameter holding the current run id
+OWNER_PATTERN = re.compile(r"^[A-Za-z0-9_-]{12,64}$")
+STORAGE_SIZE = 256               # pixels: datasets are stored at this size; runs resize to their own
+STORAGE_POLICY = "center_crop"
+DEMO_PER_CLASS_ENV = "TRANSFER_STUDIO_DEMO_PER_CLASS"   # tests and demos make the demo data tiny
+DEMO_SIZE_ENV = "TRANSFER_STUDIO_DEMO_SIZE"
+LR_STEPS_ENV = "TRANSFER_STUDIO_LR_STEPS"
+
+STATE_WORDS = {
+    "queued": "Waiting for a free training slot",
+    "running": "Training",
+    "done": "Finished",
+    "failed": "Failed",
+    "stopped": "Stopped",
+}
+
+PHASE_WORDS = {
+    "load_data": "Loading the images",
+    "load_unlabeled": "Loading the unlabeled images",
+    "build_model": "Building the model",
+    "weights": "Getting the ImageNet weights",
+    "feature_cache": "Caching the frozen part's features (once, then every epoch is fast)",
+    "train": "Training",
+    "head": "Training the head (base frozen)",
+    "fine_tune": "Fine-tuning the unfrozen blocks",
+    "fine_tune_encoder": "Fine-tuning the encoder",
+    "autoencoder": "Pretraining the autoencoder",
+    "svm": "Fitting the SVM",
+    "random_forest": "Fitting the random forest",
+    "save": "Saving the model",
+}
+
+
+# ---------------------------------------------------------------------- user text
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=^\"'])")
+
+
+def plain(text: Any, limit: int = 300) -> str:
+    """User text (file and class names, core messages quoting them) made safe for any Streamlit
+    label that renders Markdown: every Markdown/HTML/directive character is backslash-escaped and
+    newlines flattened, so "<b>x</b>" or "[click](javascript:...)" shows literally."""
+    value = str(text)
+    if len(value) > limit:
+        value = value[:limit] + "..."
+    value = re.sub(r"[\r\n\t]+", " ", value)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", value)
+
+
+def plotly_text(text: Any, limit: int = 60) -> str:
+    """User text for Plotly labels, which understand a few HTML tags: escape them as entities."""
+    value = str(text)
+    if len(value) > limit:
+        value = value[:limit] + "..."
+    return html.escape(value, quote=True)
+
+
+# ---------------------------------------------------------------------- session owner and URL
+
+def owner() -> str:
+    """This browser session's owner token: from the URL (?session=) so a reload keeps it,
+    else a new random one. Every run and dataset the session makes is filed under it."""
+    token = st.session_state.get("owner")
+    if not token:
+        from_url = st.query_params.get(OWNER_PARAM)
+        token = from_url if isinstance(from_url, str) and OWNER_PATTERN.match(from_url) else None
+        token = token or secrets.token_urlsafe(18)
+        st.session_state["owner"] = token
+    return token
+
+
+def sync_query_params() -> None:
+    """Put the owner token and current run id into the URL (a page switch clears the query
+    string, so this runs on every script run); attach to a run named in the URL first.
+
+    A run id from the URL that is malformed or not this session's is refused with an st.error.
+    """
+    me = owner()
+    requested = st.query_params.get(RUN_PARAM)
+    if requested and requested != st.session_state.get("run_id"):
+        try:
+            runs.validate_run_id(requested)
+            job_manager().status(requested, owner=me)
+        except runs.RunIdError:
+            st.error(f"The link names a run id that is not valid: {plain(requested, 80)}. A run id has "
+                     "only letters, digits, '-' and '_'. Pick one of your runs on the Train page.")
+            requested = None
+        except (jobs.RunNotFound, PermissionError):
+            st.error(f"There is no run {plain(requested, 80)} in this browser session. Runs are private "
+                     "to the session that started them; pick one of your runs on the Train page.")
+            requested = None
+        if requested:
+            st.session_state["run_id"] = requested
+        elif RUN_PARAM in st.query_params:
+            del st.query_params[RUN_PARAM]
+    if st.query_params.get(OWNER_PARAM) != me:
+        st.query_params[OWNER_PARAM] = me
+    run_id = st.session_state.get("run_id")
+    if run_id and st.query_params.get(RUN_PARAM) != run_id:
+        st.query_params[RUN_PARAM] = run_id
+
+
+# ---------------------------------------------------------------------- shared resources
+
+@st.cache_resource(show_spinner=False)
+def _job_manager_for(root: str) -> jobs.JobManager:
+    return jobs.JobManager(root=root)
+
+
+def job_manager() -> jobs.JobManager:
+    """The one JobManager of this server (per runs folder), shared by every session."""
+    return _job_manager_for(str(runs.runs_root()))
+
+
+@st.cache_resource(show_spinner=False)
+def device() -> str:
+    """The device runs train on, in words ("CPU (2 cores, tensorflow)", "GPU: ..."); imports TF once."""
+    from core import backend
+
+    return backend.describe_device()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def load_dataset(path: str, image_size: int):
+    """A saved dataset folder loaded at ``image_size`` (an ingest.Dataset). Dataset folders are
+    never changed after they are written (a change makes a new one), so the path is a safe key."""
+    from core import ingest
+
+    return ingest.load_labeled(path, image_size)
+
+
+# ---------------------------------------------------------------------- datasets
+
+def datasets_root() -> Path:
+    """This session's dataset folders: workspace/datasets/<owner>/<dataset id>/."""
+    return runs.workspace() / "datasets" / owner()
+
+
+def new_dataset_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def dataset_info(path: str | Path, name: str, summary: dict | None = None) -> dict:
+    """The current-dataset record kept in session state: id, name, path, classes, counts, images,
+    skipped (list of {"path", "reason"}). ``summary`` is Dataset.summary() when at hand."""
+    path = Path(path)
+    summary = summary or runs.read_json(path / "manifest.json", {}) or {}
+    counts = dict(summary.get("counts") or {})
+    classes = list(summary.get("classes") or counts.keys())
+    return {
+        "id": path.name,
+        "name": name,
+        "path": str(path),
+        "classes": classes,
+        "counts": counts,
+        "images": int(sum(counts.values())),
+        "skipped": list(summary.get("skipped") or []),
+    }
+
+
+def save_dataset(dataset, name: str) -> dict:
+    """Write a Dataset under this session's folder, make it current and return its info.
+    Each save is a new folder, so a run that trains on an earlier version is never disturbed."""
+    from core import ingest
+
+    folder = datasets_root() / new_dataset_id()
+    ingest.save_dataset(dataset, str(folder), source=name)  # the manifest keeps the name for a reload
+    info = dataset_info(folder, name, dataset.summary())
+    set_current_dataset(info)
+    return info
+
+
+def set_current_dataset(info: dict | None) -> None:
+    """Make ``info`` the current dataset; None means the user cleared it (no restore from disk)."""
+    st.session_state["dataset"] = info
+
+
+def current_dataset() -> dict | None:
+    """The session's current dataset info; after a reload, the newest one this owner saved."""
+    if "dataset" in st.session_state and st.session_state["dataset"] is None:
+        return None  # cleared on purpose
+    info = st.session_state.get("dataset")
+    if info and Path(info["path"]).is_dir():
+        return info
+    root = datasets_root()
+    if not root.is_dir():
+        return None
+    for folder in sorted((p for p in root.iterdir() if p.is_dir() and "." not in p.name), reverse=True):
+        if (folder / "manifest.json").is_file():
+            manifest = runs.read_json(folder / "manifest.json", {}) or {}
+            info = dataset_info(folder, manifest.get("source") or folder.name, manifest)
+            st.session_state["dataset"] = info
+            return info
+    return None
+
+
+def demo_size() -> tuple[int, int]:
+    """(images per class, pixels) of the demo data: 30 x 64 px unless the environment says less."""
+    per_class = _env_int(DEMO_PER_CLASS_ENV, 30, 2, 500)
+    size = _env_int(DEMO_SIZE_ENV, 64, 16, 256)
+    return per_class, size
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    try:
+        return min(max(int(os.environ.get(name, default)), low), high)
+    except ValueError:
+        return default
+
+
+# ---------------------------------------------------------------------- settings
+
+def config() -> dict:
+    """The session's training settings (a dict of TrainConfig fields), created with the defaults."""
+    if "config" not in st.session_state:
+        st.session_state["config"] = TrainConfig().to_dict()
+    return st.session_state["config"]
+
+
+def validate_config(values: dict) -> tuple[TrainConfig | None, dict[str, str]]:
+    """(TrainConfig, {}) when the settings are valid, else (None, {field: what is allowed})."""
+    try:
+        return TrainConfig.from_dict(dict(values)), {}
+    except ConfigError as error:
+        return None, error.problems
+    except (TypeError, ValueError) as error:  # a value of a type the dataclass cannot take at all
+        return None, {"settings": str(error)}
+
+
+def settings_summary(values: dict) -> str:
+    """The settings in one line of words (plain text: wrap in ``plain`` for Markdown)."""
+    weights = values.get("weights")
+    weights = weights if weights in ("imagenet", "none") else "uploaded file"
+    try:
+        rate = f"{float(values.get('learning_rate')):.1e}"
+    except (TypeError, ValueError):
+        rate = str(values.get("learning_rate"))
+    model = {"vgg16": "VGG16", "autoencoder": "Autoencoder"}.get(values.get("model", "vgg16"), values.get("model"))
+    return (f"{model}, weights {weights}, {values.get('freeze_depth')} of 5 blocks "
+            f"frozen, head {values.get('head')}, {values.get('optimizer')} at learning rate {rate}, "
+            f"{values.get('epochs')} epochs, batch {values.get('batch_size')}, {values.get('image_size')} px"
+            + (", augmentation" if values.get("augment") else "") + (", two-phase" if values.get("two_phase") else ""))
+
+
+FIELD_LABELS = {
+    "learning_rate": "Learning rate", "freeze_depth": "Frozen blocks", "epochs": "Epochs",
+    "batch_size": "Batch size", "image_size": "Image size", "weights": "Weights", "head": "Head",
+    "optimizer": "Optimizer", "momentum": "Momentum", "head_epochs": "Head epochs (two-phase)",
+    "validation_fraction": "Validation share", "dropout": "Dropout", "augment": "Augmentation",
+}
+
+
+def show_config_problems(problems: dict[str, str]) -> None:
+    """One st.error naming every bad setting and what is allowed."""
+    lines = [f"- **{FIELD_LABELS.get(name, name)}** (`{name}`): {plain(message)}" for name, message in problems.items()]
+    st.error("These settings are not allowed, so nothing was started. Fix them on the Model page:\n\n"
+             + "\n".join(lines))
+
+
+# ---------------------------------------------------------------------- runs
+
+def current_run() -> str | None:
+    return st.session_state.get("run_id")
+
+
+def set_current_run(run_id: str | None) -> None:
+    """Make ``run_id`` the run the pages show, and put it into the URL (None forgets it)."""
+    if run_id is None:
+        st.session_state.pop("run_id", None)
+        if RUN_PARAM in st.query_params:
+            del st.query_params[RUN_PARAM]
+        return
+    runs.validate_run_id(run_id)
+    st.session_state["run_id"] = run_id
+    st.query_params[RUN_PARAM] = run_id
+
+
+def run_status(run_id: str | None = None) -> dict | None:
+    """status.json (+ queue_position) of one of this session's runs, or None when there is none."""
+    run_id = run_id or current_run()
+    if not run_id:
+        return None
+    try:
+        return job_manager().status(run_id, owner=owner())
+    except (jobs.RunNotFound, PermissionError, runs.RunIdError):
+        return None
+
+
+def my_runs() -> list[dict]:
+    """This session's runs, newest first (rows of JobManager.runs)."""
+    return job_manager().runs(owner=owner())
+
+
+def run_dir(run_id: str) -> Path:
+    """The folder of one of this session's runs; refuses other sessions' runs and bad ids."""
+    job_manager().status(run_id, owner=owner())  # raises RunNotFound / PermissionError / RunIdError
+    return runs.run_path(run_id)
+
+
+def new_events(run_id: str) -> list[dict]:
+    """Every event of a run so far, read incrementally: only the bytes appended since the last
+    call are parsed (the offset and the events live in session state, per run)."""
+    key = f"_events::{run_id}"
+    seen = st.session_state.get(key) or {"offset": 0, "events": []}
+    fresh, offset = runs.read_events(run_dir(run_id), seen["offset"])
+    if fresh:
+        seen = {"offset": offset, "events": seen["events"] + fresh}
+        st.session_state[key] = seen
+    elif key not in st.session_state:
+        st.session_state[key] = seen
+    return seen["events"]
+
+
+def describe_state(status: dict | None) -> str:
+    """A run's state in plain words: queued with position, running on which device, failed why."""
+    if not status:
+        return "No run yet"
+    state = status.get("state")
+    if state == "queued":
+        position = status.get("queue_position")
+        return ("Queued: waiting for a free training slot" +
+                (f" (number {position} in line)" if position else ""))
+    if state == "running":
+        if not status.get("device"):
+            return "Starting the training process"
+        return f"Training on {status['device']}"
+    if state == "done":
+        accuracy = status.get("val_accuracy")
+        seconds = status.get("train_seconds")
+        parts = ["Finished"]
+        if isinstance(accuracy, (int, float)):
+            parts.append(f"validation accuracy {accuracy:.0%}")
+        if isinstance(seconds, (int, float)):
+            parts.append(f"{seconds:.0f} s of training")
+        return ", ".join(parts)
+    if state == "failed":
+        return f"Failed: {status.get('error') or 'the run ended without saying why'}"
+    if state == "stopped":
+        return "Stopped on request" + (f" ({status['error']})" if status.get("error") else "")
+    return STATE_WORDS.get(state, str(state))
+
+
+# ---------------------------------------------------------------------- live run summary
+
+def summarize_events(events: list[dict], now: float | None = None) -> dict:
+    """What a watcher needs from a run's events: the phase under way with its progress bar,
+    finished phases, per-epoch and per-batch records, the feature-cache note and any error.
+
+    Returns {"phase": name or None, "phase_label", "phase_fraction" (0..1 or None),
+    "phase_message", "phases_done": {name: seconds}, "epochs": [...], "batches": [...],
+    "feature_cache": event or None, "error": message or None, "time_left": seconds or None,
+    "training_label"}.
+    """
+    now = time.time() if now is None else now
+    done: dict[str, float] = {}
+    progress: dict[str, dict] = {}
+    epochs, batches = [], []
+    cache, error, current = None, None, None
+    for event in events:
+        kind = event.get("type")
+        if kind == "phase_start":
+            current = event.get("name")
+        elif kind == "phase":
+            done[event.get("name")] = event.get("seconds")
+            if current == event.get("name"):
+                current = None
+        elif kind == "progress":
+            progress[event.get("phase")] = event
+        elif kind == "epoch":
+            epochs.append(event)
+        elif kind == "batch":
+            batches.append(event)
+        elif kind == "feature_cache":
+            cache = event
+        elif kind == "error":
+            error = event.get("message")
+    # A progress phase (weights download) can run inside another phase (build_model): show the
+    # innermost one that is moving and not finished.
+    fraction, message, label = None, "", PHASE_WORDS.get(current, (current or "").replace("_", " ").capitalize())
+    active_progress = [p for name, p in progress.items() if name not in done and p.get("fraction", 0) < 1]
+    if active_progress:
+        latest = max(active_progress, key=lambda p: p.get("time", 0))
+        fraction, message = latest.get("fraction"), latest.get("message", "")
+        label = PHASE_WORDS.get(latest.get("phase"), label)
+    time_left, training_label = None, ""
+    last_batch = batches[-1] if batches else None
+    if current and last_batch and last_batch.get("phase") == current:
+        fraction = float(last_batch.get("fraction") or 0)
+        phase_epochs = _phase_epochs(epochs, last_batch)
+        training_label = (f"epoch {last_batch.get('epoch')}"
+                          + (f" of {phase_epochs}" if phase_epochs else "")
+                          + f", batch {last_batch.get('batch')} of {last_batch.get('steps')}")
+        # Pace from the phase's first batch to its latest: the first batch also pays for building
+        # the training graph, so counting from the phase start would overstate the time left.
+        first = next(b for b in batches if b.get("phase") == current)
+        first_fraction = float(first.get("fraction") or 0)
+        if fraction > first_fraction and last_batch.get("time") and first.get("time"):
+            seconds_per_fraction = (last_batch["time"] - first["time"]) / (fraction - first_fraction)
+            time_left = max(0.0, seconds_per_fraction * (1 - fraction) - (now - last_batch["time"]))
+    return {"phase": current, "phase_label": label, "phase_fraction": fraction, "phase_message": message,
+            "phases_done": done, "epochs": epochs, "batches": batches, "feature_cache": cache, "error": error,
+            "time_left": time_left, "training_label": training_label}
+
+
+def _phase_epochs(epochs: list[dict], batch: dict) -> int | None:
+    """Epoch count of the phase a batch belongs to (from an epoch event of that phase, or the
+    batch's fraction: fraction = (epoch_in_phase - 1 + batch/steps) / epochs)."""
+    for record in reversed(epochs):
+        if record.get("phase") == batch.get("phase") and record.get("epochs"):
+            return int(record["epochs"])
+    return None
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def curves_figure(runs_events: dict[str, list[dict]], *, batch_line: bool = True, height: int = 360):
+    """Plotly figure: loss (left) and accuracy (right) against epoch, training and validation
+    per epoch, plus a thin running per-batch line. ``runs_events`` maps a label to a run's events
+    (several runs overlay). The autoencoder's reconstruction epochs are left out (other scale)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.1)
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    single = len(runs_events) == 1
+    for index, (label, events) in enumerate(runs_events.items()):
+        colour = palette[index % len(palette)]
+        name = "" if single else plotly_text(label) + " "
+        epochs = [e for e in events if e.get("type") == "epoch" and e.get("phase") != "autoencoder"]
+        batches = [e for e in events if e.get("type") == "batch" and e.get("phase") != "autoencoder"]
+        if batch_line and batches:
+            x = [e["epoch"] - 1 + e["batch"] / max(1, e["steps"]) for e in batches]
+            mode = "lines" if len(batches) > 2 else "lines+markers"  # one point draws no line
+            figure.add_trace(go.Scatter(x=x, y=[e.get("loss") for e in batches], mode=mode,
+                                        name=f"{name}loss (each batch)", line=dict(color=colour, width=1),
+                                        opacity=0.35, legendgroup=label), row=1, col=1)
+            if any(e.get("accuracy") is not None for e in batches):
+                figure.add_trace(go.Scatter(x=x, y=[e.get("accuracy") for e in batches], mode=mode,
+                                            name=f"{name}accuracy (each batch)", opacity=0.35,
+                                            line=dict(color=colour, width=1), legendgroup=label,
+                                            showlegend=False), row=1, col=2)
+        x = [e["epoch"] for e in epochs]
+        for key, dash, col, what in (("loss", "solid", 1, "training loss"), ("val_loss", "dash", 1, "validation loss"),
+                                     ("accuracy", "solid", 2, "training accuracy"),
+                                     ("val_accuracy", "dash", 2, "validation accuracy")):
+            values = [e.get(key) for e in epochs]
+            if any(v is not None for v in values):
+                figure.add_trace(go.Scatter(x=x, y=values, mode="lines+markers", name=f"{name}{what}",
+                                            line=dict(color=colour, dash=dash, width=2),
+                                            legendgroup=label), row=1, col=col)
+    figure.update_xaxes(title_text="epoch", rangemode="tozero")
+    figure.update_yaxes(range=[0, 1.02], row=1, col=2)
+    figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", y=-0.25), uirevision="keep")
+    return figure
+
+
+# ---------------------------------------------------------------------- errors
+
+def explain(error: BaseException) -> str:
+    """An exception from core (or the system) in plain words with what to do next (Markdown-safe)."""
+    from core import models
+
+    try:
+        from core import ingest
+        dataset_error: tuple = (ingest.DatasetError,)
+    except ImportError:
+        dataset_error = ()
+    if isinstance(error, ConfigError):
+        return "These settings are not allowed: " + "; ".join(
+            f"{name}: {plain(message)}" for name, message in error.problems.items())
+    if dataset_error and isinstance(error, dataset_error):
+        return f"The images could not be used: {plain(error)}"
+    if isinstance(error, models.WeightsError):
+        return f"The model's weights could not be loaded: {plain(error)}"
+    if isinstance(error, runs.RunIdError):
+        return f"{plain(error)}. Pick one of your runs on the Train page."
+    if isinstance(error, jobs.RunNotFound):
+        return "That run does not exist any more. Pick one of your runs on the Train page."
+    if type(error).__module__.split(".")[0] == "core":
+        # core's own exception classes (EvaluationError, ModelFileError, ImageError, ...) carry
+        # messages written for the user, naming the fix
+        message = str(error) or type(error).__name__
+        return plain(message[:1].upper() + message[1:], 600)
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return ("The server's disk is full, so nothing could be saved. Finished runs are kept; ask whoever "
+                "runs the server to free space in the workspace folder, then try again.")
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return ("The server cannot write to its workspace folder. Ask whoever runs it to check the "
+                "permissions of TRANSFER_STUDIO_HOME, then try again.")
+    if isinstance(error, PermissionError):
+        return "That belongs to another browser session; each session sees only its own runs."
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return "The server ran out of memory: use fewer or smaller images, a smaller image size or batch size."
+    if isinstance(error, FileNotFoundError):
+        return ("A file the app needs is missing (perhaps cleaned up on the server). Load the dataset again on "
+                "the Data page, or start a new run.")
+    if isinstance(error, OSError):
+        return (f"The server could not read or write its workspace folder ({plain(error.strerror or error)}). "
+                "Ask whoever runs it to check TRANSFER_STUDIO_HOME (space, permissions), then try again.")
+    return (f"Something went wrong ({type(error).__name__}). Try again; if it keeps happening, reload the "
+            "page. The details are in the server log.")
+
+
+def show_error(error: BaseException) -> None:
+    """st.error with the plain-words explanation; the traceback goes to the server log only."""
+    if isinstance(error, ConfigError):
+        show_config_problems(error.problems)
+    else:
+        st.error(explain(error))
+    log.warning("shown to the user as an error: %s: %s", type(error).__name__, error,
+                exc_info=not isinstance(error, (ConfigError, runs.RunIdError)))
+
+
+def run_page(body: Callable[[], None]) -> None:
+    """Run a page's body; any exception becomes an st.error in plain words, never a traceback.
+    (Streamlit's own rerun/stop signals are BaseExceptions and pass through untouched.)"""
+    try:
+        body()
+    except Exception as error:  # noqa: BLE001 - the last line of defence for a page
+        show_error(error)
+
+
+# ---------------------------------------------------------------------- the frame
+
+def sidebar() -> None:
+    """The frame on every page: the training device, the current dataset, the current run."""
+    with st.sidebar:
+        st.caption("Trains on")
+        try:
+            st.markdown(f"**{plain(device())}**")
+        except Exception as error:  # noqa: BLE001
+            st.warning(explain(error))
+        st.caption("Dataset")
+        info = current_dataset()
+        if info:
+            classes = ", ".join(info["classes"][:6]) + (" ..." if len(info["classes"]) > 6 else "")
+            st.markdown(f"**{plain(info['name'])}**  \n{info['images']} images, "
+                        f"{len(info['classes'])} classes: {plain(classes)}")
+        else:
+            st.markdown("None yet: pick one on the **Data** page.")
+        st.caption("Run")
+        run_id = current_run()
+        status = run_status(run_id) if run_id else None
+        if run_id and status:
+            st.markdown(f"`{run_id}`  \n{plain(describe_state(status), 200)}")
+        else:
+            st.markdown("None yet: start one on the **Train** page.")

@@ -1,0 +1,211 @@
+"""A new user's path in a real browser: Debian's Chromium, driven by Playwright, against
+`streamlit run` on localhost. Demo data -> 32 px, weights none, 2 epochs -> start -> the curves
+appear and move -> predict a picture -> probability bars. Screenshots go to test-artifacts/browser/."""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+
+pytestmark = pytest.mark.browser
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Python Playwright is not installed "
+                               "(pip install -r requirements-dev.txt)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`streamlit run streamlit_app.py` with its own workspace and small demo data; its log is kept."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "TRANSFER_STUDIO_HOME": str(tmp_path / "workspace"),
+           "TRANSFER_STUDIO_DEMO_PER_CLASS": "30", "TRANSFER_STUDIO_DEMO_SIZE": "32"}
+    log = open(ARTIFACTS / "streamlit.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+                                str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                               cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()  # the job manager's training processes run in their own sessions and end with their runs
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture
+def page(server):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        context = browser.new_page(viewport={"width": 1400, "height": 1300})
+        context.set_default_timeout(60_000)
+        yield context
+        if not getattr(context, "passed", False):
+            shot(context, "failure")  # what the user saw when the test failed
+        browser.close()
+
+
+def shot(page, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_idle(page, quiet_ms: int = 1500) -> None:
+    """Wait until the script run that the last action started has finished: Streamlit's running
+    indicator has been absent for ``quiet_ms`` (it appears a moment after a run starts)."""
+    page.wait_for_function("""(quiet) => {
+        const busy = document.querySelector('[data-testid="stStatusWidget"]');
+        const now = Date.now();
+        if (busy || !window.__idleSince) window.__idleSince = now;
+        if (busy) return false;
+        return now - window.__idleSince >= quiet;
+    }""", arg=quiet_ms, timeout=120_000, polling=100)
+
+
+def go_to(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title, level=1).wait_for()
+    wait_idle(page)
+
+
+def slider_to_start(page, label: str) -> None:
+    """Move a slider (or select slider) to its first option with the keyboard, as a user can."""
+    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
+    thumb.focus()
+    thumb.press("Home")
+    wait_idle(page)
+
+
+def number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    wait_idle(page)
+    assert box.input_value() == str(value)
+
+
+def curve_signature(page) -> str:
+    """What the curves chart draws right now: the path data of every line (changes as points arrive)."""
+    return page.evaluate("""() => {
+        const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+        if (!chart) return '';
+        return Array.from(chart.querySelectorAll('.scatterlayer path.js-line')).map(p => p.getAttribute('d')).join('|');
+    }""")
+
+
+def picture_png() -> bytes:
+    from core import demo_data
+    from PIL import Image
+
+    images, _, _ = demo_data.generate(per_class=1, size=64, seed=7)
+    buffer = io.BytesIO()
+    Image.fromarray(images[0]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_from_nothing_to_a_prediction(page, server, tmp_path):
+    started = time.monotonic()
+    page.goto(server)
+    page.get_by_role("heading", name="Data", level=1).wait_for()
+    wait_idle(page)
+    assert "session=" in page.url
+
+    page.get_by_role("button", name="Use the demo data").click()
+    page.get_by_text("120 pictures in 4 classes").wait_for()
+    page.locator('[data-testid="stPlotlyChart"] .barlayer').first.wait_for()  # the class counts
+    wait_idle(page)
+    shot(page, "1-data")
+
+    go_to(page, "Model")
+    page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()
+    wait_idle(page)
+    slider_to_start(page, "Image size")
+    page.get_by_text(", 32 px").wait_for()  # the server has it (a slider commits a moment later)
+    slider_to_start(page, "Frozen blocks")  # train every block: slower, so the curves visibly move
+    page.get_by_text("weights none, 0 of 5 blocks frozen").wait_for()
+    number(page, "Epochs", 2)
+    number(page, "Batch size", 8)
+    page.get_by_text("These settings are valid").wait_for()
+    page.get_by_text("2 epochs, batch 8, 32 px").wait_for()
+    shot(page, "2-model")
+
+    go_to(page, "Train")
+    page.get_by_text("weights none, 0 of 5 blocks frozen").wait_for()
+    page.get_by_text("2 epochs, batch 8, 32 px").wait_for()
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function("() => location.search.includes('run=')")
+    # the curves appear, then change while it trains
+    page.wait_for_function("""() => {
+        const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+        return chart && chart.querySelector('.scatterlayer path.js-line');
+    }""", timeout=180_000)
+    first = curve_signature(page)
+    shot(page, "3-train-first-curve")
+    page.wait_for_function(f"""() => {{
+        const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+        const now = Array.from(chart.querySelectorAll('.scatterlayer path.js-line')).map(p => p.getAttribute('d')).join('|');
+        return now !== {first!r};
+    }}""", timeout=120_000)
+    page.wait_for_timeout(1500)
+    second = curve_signature(page)
+    shot(page, "4-train-curve-moved")
+    assert second != first
+    page.get_by_text("Finished", exact=False).first.wait_for(timeout=240_000)
+    # the whole page follows the new state: the runs table, the sidebar and the Stop button
+    page.get_by_test_id("stSidebar").get_by_text("Finished", exact=False).wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Stop").is_disabled()
+    page.get_by_text("See how it does: Evaluate").wait_for()
+    page.get_by_role("heading", name="Your runs").wait_for()
+    wait_idle(page)
+    shot(page, "5-train-finished")
+    trained = time.monotonic() - started
+
+    # a reload keeps the session and re-attaches to the run
+    page.reload()
+    page.get_by_role("heading", name="Train", level=1).wait_for()
+    page.get_by_text("Finished", exact=False).first.wait_for()
+
+    go_to(page, "Predict")
+    picture = tmp_path / "shape.png"
+    picture.write_bytes(picture_png())
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(picture))
+    page.get_by_text("sure)").first.wait_for(timeout=120_000)
+    page.locator('[data-testid="stPlotlyChart"] .barlayer').first.wait_for()
+    wait_idle(page)
+    shot(page, "6-predict")
+    page.passed = True
+    print(f"from nothing to a trained model: {trained:.0f} s; to a prediction: {time.monotonic() - started:.0f} s")

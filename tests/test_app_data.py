@@ -1,0 +1,137 @@
+"""The app frame and the Data page, driven through AppTest with tiny demo data."""
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_helpers import (app_env, assert_no_exception, errors, load_demo, plotly_specs,  # noqa: F401
+                         shown_text, start_app)
+
+HOSTILE_CLASS = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) **bold**"
+
+
+def png_bytes(colour, size=40) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), colour, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_app_loads_with_frame_and_owner_in_url(app_env):
+    at = start_app()
+    assert at.title[0].value == "Data"
+    sidebar = "\n".join(str(m.value) for m in at.sidebar.markdown)
+    assert "CPU" in sidebar or "GPU" in sidebar  # the training device
+    assert "None yet" in sidebar  # no dataset, no run
+    token = at.query_params["session"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{12,64}", token)
+
+
+def test_demo_data_fills_the_dataset(app_env):
+    at = load_demo(start_app())
+    info = at.session_state["dataset"]
+    assert info["images"] == 16 and len(info["classes"]) == 4
+    assert (app_env / "datasets" / at.session_state["owner"] / info["id"] / "manifest.json").is_file()
+    text = shown_text(at)
+    assert "Demo shapes" in text and "16 pictures in 4 classes" in text
+    bars = plotly_specs(at)["class_counts"]["data"][0]
+    assert sorted(bars["y"]) == [4, 4, 4, 4]
+    assert len(at.get("image")) >= 4  # thumbnails for every class
+    # AppTest drops the entry script's sidebar on its second run of a multipage app, so the frame
+    # is read from a fresh run with the same session token (a reload, as a user would do)
+    again = start_app({"session": at.session_state["owner"]})
+    assert again.session_state["owner"] == at.session_state["owner"]
+    sidebar = "\n".join(str(m.value) for m in again.sidebar.markdown)
+    assert "16 images, 4 classes" in sidebar
+
+
+def test_uploads_per_class_report_skipped_files_and_show_html_names_as_text(app_env):
+    at = start_app()
+    at.text_input(key="upload_class_0").set_value(HOSTILE_CLASS)
+    at.file_uploader(key="upload_files_0").set_value([
+        ("red.png", png_bytes((255, 0, 0)), "image/png"),
+        ("red2.png", png_bytes((250, 5, 5)), "image/png"),
+        ("<i>evil.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg"),
+    ])
+    at.run()
+    at.button(key="add_uploads").click().run()
+    assert_no_exception(at)
+    assert not errors(at)
+    info = at.session_state["dataset"]
+    assert info["classes"] == [HOSTILE_CLASS] and info["images"] == 2
+    # every Markdown source shows the name escaped: no raw tag, no live link
+    again = start_app({"session": at.session_state["owner"]})
+    sources = [str(m.value) for m in at.markdown] + [str(m.value) for m in again.sidebar.markdown]
+    assert any("onerror" in str(m.value) for m in again.sidebar.markdown)
+    assert any(r"\<img src\=x onerror\=alert\(1\)\>" in s for s in sources)
+    assert not any(re.search(r"(?<!\\)<", s) or "](javascript" in s or "**bold**" in s for s in sources)
+    # the chart's labels are HTML-escaped for Plotly
+    [label] = plotly_specs(at)["class_counts"]["data"][0]["x"]
+    assert label.startswith("&lt;img src=x onerror=alert(1)&gt;") and "<" not in label
+    # the skipped file is reported, in a table (cells are text)
+    assert "1 files were skipped" in shown_text(at)
+    table = at.dataframe[0].value
+    assert list(table["file"]) == [f"{HOSTILE_CLASS}/<i>evil.jpg"]
+    assert "HTML" in table["why it was skipped"][0] or "not an image" in table["why it was skipped"][0].lower()
+
+
+def test_a_class_name_with_a_slash_is_refused_in_plain_words(app_env):
+    at = start_app()
+    at.text_input(key="upload_class_0").set_value("<b>a/b</b>")
+    at.file_uploader(key="upload_files_0").set_value([("x.png", png_bytes((0, 0, 255)), "image/png")])
+    at.run()
+    at.button(key="add_uploads").click().run()
+    assert_no_exception(at)
+    [message] = errors(at)
+    assert "could not be used" in message and r"\<b\>a/b\</b\>" in message
+    assert "<b>" not in message
+
+
+def test_a_zip_replaces_the_dataset(app_env):
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(3):
+            archive.writestr(f"shapes/cats/{index}.png", png_bytes((200, 10 * index, 0)))
+            archive.writestr(f"shapes/dogs/{index}.png", png_bytes((0, 10 * index, 200)))
+        archive.writestr("shapes/../../escape.png", png_bytes((0, 0, 0)))
+    at = load_demo(start_app())
+    at.file_uploader(key="zip_file").set_value(("pets.zip", buffer.getvalue(), "application/zip"))
+    at.run()
+    at.button(key="use_zip").click().run()
+    assert_no_exception(at)
+    info = at.session_state["dataset"]
+    assert info["classes"] == ["cats", "dogs"] and info["images"] == 6
+    assert "Zip: pets" in info["name"]
+
+
+def test_an_unusable_workspace_is_explained_not_a_traceback(app_env, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TRANSFER_STUDIO_HOME", str(blocker / "workspace"))
+    at = load_demo(start_app())
+    [message] = errors(at)
+    assert "workspace folder" in message and "TRANSFER_STUDIO_HOME" in message
+
+
+def test_a_bad_run_id_in_the_url_is_refused(app_env):
+    at = start_app({"run": "../x"})
+    [message] = errors(at)
+    assert "not valid" in message
+    assert "run" not in at.query_params
+    assert "run_id" not in at.session_state
+
+
+def test_another_sessions_run_is_not_shown(app_env):
+    at = start_app({"run": "20990101-000000-abcdef0123"})
+    [message] = errors(at)
+    assert "no run" in message.lower() and "this browser session" in message
+    assert "run_id" not in at.session_state
+
+
+@pytest.mark.parametrize("page", ["pages/4_autoencoder.py", "pages/5_evaluate.py", "pages/6_predict.py",
+                                  "pages/7_experiments.py"])
+def test_every_other_page_opens_from_the_navigation(app_env, page):
+    start_app(page=page)
