@@ -193,6 +193,10 @@ class TrainConfig:
             problems["unlabeled"] = f"got {self.unlabeled!r}; expected a folder or zip path, or nothing"
         if self.unlabeled is not None and self.model != "autoencoder" and "unlabeled" not in problems:
             problems["unlabeled"] = "unlabeled images are used only by model 'autoencoder'"
+        if self.head in CLASSICAL_HEADS and self.freeze_depth == 0 and "freeze_depth" not in problems \
+                and self.model == "vgg16":
+            problems["freeze_depth"] = (f"got 0 with head {self.head!r}; the svm and random_forest heads fit "
+                                        "frozen features: choose a freeze depth from 1 to 5")
         if problems:
             raise ConfigError(problems)
         return self

@@ -263,8 +263,9 @@ def build_vgg16_classifier(n_classes: int, *, image_size: int = 64, weights: str
         image_size: square input size in pixels, 32..224.
         weights: "imagenet", "none" or the path of a VGG16 no-top weights file.
         freeze_depth: the first ``freeze_depth`` of the five conv blocks are frozen (0..5).
-        head: "gap" or "seed" for a Keras head; "svm"/"random_forest" give the conv base with a
-            global-average-pooled feature output (the classical head is fitted outside Keras).
+        head: "gap" or "seed" for a Keras head; "svm"/"random_forest" give the frozen blocks
+            1..freeze_depth with a global-average-pooled feature output (the classical head is
+            fitted outside Keras on the features at the freeze boundary).
         dropout: dropout rate of the gap head.
         augment: put random flip/rotation/zoom in front (then nothing can be cached).
     Returns:
@@ -282,15 +283,19 @@ def build_vgg16_classifier(n_classes: int, *, image_size: int = 64, weights: str
         blocks[block].append(layer)
     prefix = augmentation_layers(seed) if augment else []
     stages = [("input", prefix + [caffe_preprocess_layer()])]
-    stages += [(f"block{b}", blocks[b]) for b in VGG16_BLOCKS]
     classical = head in ("svm", "random_forest")
+    if classical and freeze_depth < 1:
+        raise ValueError("the svm and random_forest heads need frozen features: freeze_depth 1..5")
+    last_block = freeze_depth if classical else 5
+    stages += [(f"block{b}", blocks[b]) for b in VGG16_BLOCKS if b <= last_block]
     if classical:
         stages.append(("features", [layers.GlobalAveragePooling2D(name="feature_pool")]))
     boundary_index = freeze_depth + 1 if freeze_depth > 0 else 0
     if augment:
         boundary_index = 0
+    last_conv = f"block{last_block}_conv{VGG16_BLOCKS[last_block][1]}"
     return _split(stages, boundary_index, image_size, head if not classical else "none", n_classes,
-                  dropout, seed, "block5_conv3", "vgg16_transfer")
+                  dropout, seed, last_conv, "vgg16_transfer")
 
 
 def set_freeze_depth(split: SplitModel, freeze_depth: int) -> None:

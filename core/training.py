@@ -265,7 +265,7 @@ def _build(config, dataset, writer, clock, state, say):
         say(f"building VGG16 (weights {config.weights}, freeze depth {config.freeze_depth}, head {config.head})")
         return models.build_vgg16_classifier(
             n_classes, image_size=config.image_size, weights=config.weights,
-            freeze_depth=5 if config.classical else config.freeze_depth, head=config.head,
+            freeze_depth=config.freeze_depth, head=config.head,
             dropout=config.dropout, augment=config.augment and not config.classical, seed=config.seed,
             progress=lambda f, m: writer.progress("weights", f, m))
     # The autoencoder path: pretrain on every image available, then transfer the encoder.
@@ -393,7 +393,7 @@ def _fit_classical(config, split, writer, x_train, y_train, x_val, y_val, clock,
             # Calibrated probabilities (SVC(probability=True) is deprecated in scikit-learn 1.9).
             folds = int(max(2, min(3, np.bincount(y_train).min())))
             estimator = make_pipeline(StandardScaler(), CalibratedClassifierCV(
-                SVC(C=config.svm_c, random_state=config.seed), cv=folds, ensemble=False))
+                SVC(C=config.svm_c, kernel="linear", random_state=config.seed), cv=folds, ensemble=False))
         else:
             estimator = RandomForestClassifier(n_estimators=config.forest_trees, random_state=config.seed,
                                                n_jobs=1)

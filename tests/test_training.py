@@ -179,13 +179,18 @@ def test_autoencoder_run_follows_the_same_contract(demo_dir, tmp_path):
 
 
 def test_pretrained_features_beat_random_init(pretrained_weights, tmp_path):
-    """Real pretrained features (offline VGG16) transfer better than a random VGG16 on a small set."""
+    """Real pretrained features (offline VGG16) transfer better than a random VGG16 on a small set.
+
+    The offline backbone is VGG16 fine-tuned for edge detection, so its block-5 features are weak on
+    shapes; its block-4 features (freeze depth 4) are strong, and clearly beat random-VGG16 ones.
+    """
     from core import demo_data
 
-    data = demo_data.write_demo_data(str(tmp_path / "demo"), per_class=12, size=64, seed=3)
-    settings = dict(image_size=64, epochs=8, batch_size=16, seed=0)
+    data = demo_data.write_demo_data(str(tmp_path / "demo"), per_class=40, size=64, seed=3)
+    settings = dict(image_size=64, head="svm", freeze_depth=4, seed=0, validation_fraction=0.3)
     pretrained = training.train(tiny(**settings, weights=pretrained_weights), data, tmp_path / "pre")
     random_init = training.train(tiny(**settings, weights="none"), data, tmp_path / "rand")
     print(f"val accuracy: pretrained {pretrained.val_accuracy:.3f}, random {random_init.val_accuracy:.3f}")
-    assert pretrained.val_accuracy > random_init.val_accuracy
-    assert pretrained.val_accuracy >= 0.7
+    assert pretrained.state == random_init.state == "done"
+    assert pretrained.val_accuracy >= random_init.val_accuracy + 0.15
+    assert pretrained.val_accuracy >= 0.45  # chance is 0.25
