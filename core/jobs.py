@@ -141,7 +141,10 @@ class JobManager:
         if not poll_seconds > 0:
             raise ValueError(f"poll_seconds={poll_seconds!r}; expected a number above 0")
         self.root = Path(root).absolute() if root is not None else runs.runs_root()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise runs.WorkspaceError(runs.workspace_error(error)) from error
         self.max_concurrent = max_concurrent
         self.python = python
         self.poll_seconds = poll_seconds

@@ -47,7 +47,10 @@ def caffe_preprocess_layer(name: str = "caffe_preprocess") -> layers.Layer:
     A built-in layer with frozen weights rather than a Lambda, so the saved model loads under
     safe_mode, exports to TFLite and behaves the same on every backend.
     """
-    layer = layers.Conv2D(3, 1, use_bias=True, name=name, trainable=False)
+    # Zero initialisers draw no random numbers, so a seeded model gets the same head weights as
+    # plain Keras code that builds VGG16 and the same head without this layer.
+    layer = layers.Conv2D(3, 1, use_bias=True, name=name, trainable=False, kernel_initializer="zeros",
+                          bias_initializer="zeros")
     layer.build((None, None, None, 3))
     kernel = np.zeros((1, 1, 3, 3), dtype="float32")
     for out_channel, in_channel in enumerate((2, 1, 0)):  # output BGR from input RGB
@@ -366,9 +369,12 @@ def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9):
     raise ValueError(f"optimizer must be adam or sgd, got {name!r}")
 
 
-def compile_classifier(model: keras.Model, optimizer: str, learning_rate: float, momentum: float = 0.9):
+def compile_classifier(model: keras.Model, optimizer: str, learning_rate: float, momentum: float = 0.9,
+                       jit_compile="auto"):
+    """Categorical cross-entropy with accuracy. ``jit_compile=False`` suits small models on cached
+    features, where XLA's one-off compile costs more than the whole training it would speed up."""
     model.compile(optimizer=make_optimizer(optimizer, learning_rate, momentum),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+                  loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
     return model
 
 

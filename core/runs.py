@@ -5,6 +5,7 @@ events.jsonl, so a reader polling at any moment never sees half a record.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -22,6 +23,10 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 class RunIdError(ValueError):
     pass
+
+
+class WorkspaceError(OSError):
+    """The workspace cannot be written; the message says what to check."""
 
 
 def workspace() -> Path:
@@ -50,6 +55,16 @@ def run_path(run_id: str) -> Path:
 
 
 # ---------------------------------------------------------------------- writing
+
+def workspace_error(error: OSError) -> str:
+    """Plain words for a file-system failure in the workspace."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full: free some space in the workspace folder and start the run again"
+    where = error.filename or "the workspace folder"
+    return (f"cannot write {where} ({error.strerror or error}): check that the workspace folder "
+            "($TRANSFER_STUDIO_HOME, default ./workspace) exists and is writable")
+
+
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     path = Path(path)

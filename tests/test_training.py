@@ -49,8 +49,14 @@ def test_run_directory_has_every_file(demo_dir, tmp_path):
     assert loaded.output_shape == (None, 4)
 
 
-def test_cached_training_equals_uncached(demo_dir, tmp_path):
-    """Training blocks 4-5 + head on cached block-3 features gives the same model as on images."""
+@pytest.mark.parametrize("cache_dtype,tolerance", [("float32", 2e-3), ("float16", 5e-2)])
+def test_cached_training_equals_uncached(demo_dir, tmp_path, monkeypatch, cache_dtype, tolerance):
+    """Training blocks 4-5 + head on cached block-3 features gives the same model as on images.
+
+    With a float32 cache the two paths agree to float round-off; the product's float16 cache adds
+    its rounding on top and still makes the same decisions.
+    """
+    monkeypatch.setattr(training, "FEATURE_CACHE_DTYPE", cache_dtype)
     settings = dict(freeze_depth=3, dropout=0.0, learning_rate=1e-4, epochs=2, head="gap")
     cached = training.train(tiny(**settings), demo_dir, tmp_path / "cached")
     plain = training.train(tiny(**settings, cache_features=False), demo_dir, tmp_path / "plain")
@@ -61,8 +67,8 @@ def test_cached_training_equals_uncached(demo_dir, tmp_path):
     images = ingest.load_labeled(demo_dir, 32).images.astype("float32")
     a = keras.saving.load_model(tmp_path / "cached" / "model.keras").predict(images, verbose=0)
     b = keras.saving.load_model(tmp_path / "plain" / "model.keras").predict(images, verbose=0)
-    # float16 cache vs float32 activations: equal within float tolerance, same decisions
-    np.testing.assert_allclose(a, b, atol=2e-2)
+    print(f"{cache_dtype} cache: max probability difference {np.abs(a - b).max():.2e}")
+    np.testing.assert_allclose(a, b, atol=tolerance)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.95
     assert cached.val_accuracy == pytest.approx(plain.val_accuracy, abs=0.13)
 
@@ -92,8 +98,8 @@ def test_nan_loss_ends_the_run_with_advice(demo_dir, tmp_path, monkeypatch):
         loss = keras.losses.categorical_crossentropy(y_true, y_pred)
         return loss * keras.ops.log(keras.ops.cast(calls["n"] < 3, "float32") - 0.5)
 
-    def compile_with_diverging_loss(model, optimizer, learning_rate, momentum=0.9):
-        original_compile(model, optimizer, learning_rate, momentum)
+    def compile_with_diverging_loss(model, optimizer, learning_rate, momentum=0.9, **options):
+        original_compile(model, optimizer, learning_rate, momentum, **options)
         model.compile(optimizer=model.optimizer, loss=diverging_loss, metrics=["accuracy"], run_eagerly=True)
         return model
 
