@@ -1,0 +1,66 @@
+"""`python -m bench --quick` runs end to end and writes readable results (no timing is asserted)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ("seed_recipe", "partial_freeze", "defaults_vs_seed", "prediction", "memory", "scaling")
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--weights", "none", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_json_with_every_section(quick_results):
+    results = json.loads((quick_results / "results.json").read_text())
+    assert results["seed_recipe_speedup"] > 0
+    assert results["errors"] == {}
+    for section in SECTIONS:
+        assert results[section], f"section {section} is empty"
+    assert results["seed_recipe"]["same_split"] is True
+    assert {row["freeze_depth"] for row in results["partial_freeze"]["rows"]} == {3, 4}
+    assert [row["freeze_depth"] for row in results["memory"]["cache_boundaries"]] == [1, 2, 3, 4, 5]
+    assert results["memory"]["processes"][0]["peak_rss_mib"] > 0
+    assert len(results["scaling"]["rows"]) >= 2
+    for key in ("cores", "cpu_model", "ram_gib", "backend", "versions", "date"):
+        assert results["machine"][key]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_tables_and_an_offline_chart(quick_results):
+    page = (quick_results / "results.md").read_text()
+    for heading in ("## Machine", "## 1. The seed recipe", "## 2. Partial freeze", "## 3. Core's defaults",
+                    "## 4. Prediction", "## 5. Memory", "## 6. Scaling", "## On a GPU"):
+        assert heading in page
+    assert "seed_recipe_speedup" in page
+    assert "| plain Keras, seed recipe (images every epoch) |" in page
+    assert "| k | cached s/epoch | uncached s/epoch |" in page
+    chart = (quick_results / "results_scaling.html").read_text()
+    # plotly.js is inside the page (megabytes), not fetched from a CDN: it opens offline
+    assert "<script src=\"http" not in chart and len(chart) > 1_000_000
+
+
+def test_results_page_shows_gpu_figures_only_when_they_exist(tmp_path):
+    from bench import report
+
+    results = {"plan": {"batch_size": 32}, "quick": True, "total_seconds": 1.0, "errors": {},
+               "weights": "none", "machine": {"date": "d", "cpu_model": "c", "cores": 2, "ram_gib": 1, "os": "o",
+                                              "backend": "tensorflow", "device": "CPU", "versions": {"keras": "3"}}}
+    assert "Not yet run on a GPU" in report.markdown(results, None)
+    results["gpu"] = {"gpu_name": "NVIDIA H100", "device": "GPU: NVIDIA H100 (tensorflow)", "backend": "tensorflow",
+                      "mixed_precision": True, "images": 200, "image_size": 224, "epochs": 5, "weights": "none",
+                      "rows": [{"freeze_depth": 5, "cached": True, "train_seconds": 2.0, "train_images_per_second": 400.0,
+                                "steady_epoch_seconds": 0.1, "epoch_images_per_second": 1600.0, "val_accuracy": 0.9}]}
+    page = report.markdown(results, None)
+    assert "Not yet run on a GPU" not in page
+    assert "NVIDIA H100" in page and "| 5 | cached | 2.00 s | 400 |" in page
