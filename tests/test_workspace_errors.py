@@ -1,0 +1,50 @@
+"""Issue 5 scenario 11: a full disk or an unwritable workspace gives a clear error; finished runs stay intact."""
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from core import jobs, runs, training
+from core.config import TrainConfig
+
+TINY = TrainConfig.from_dict({"weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8})
+
+
+def test_unwritable_workspace_is_named_with_the_fix(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the workspace should be")
+    with pytest.raises(runs.WorkspaceError) as caught:
+        jobs.JobManager(root=blocker / "runs", start_thread=False)
+    message = str(caught.value)
+    assert "cannot write" in message and "TRANSFER_STUDIO_HOME" in message
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 80 MB file system (tmpfs): room for one tiny VGG16 run (59 MB), not two."""
+    mount_point = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80M", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here to fill a disk for real: {done.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+def test_full_disk_fails_in_plain_words_and_keeps_finished_runs(demo_dir, small_disk):
+    first = training.train(TINY, demo_dir, small_disk / "first")
+    assert first.state == "done", first.error
+    second = training.train(TINY, demo_dir, small_disk / "second")
+    assert second.state == "failed"
+    assert second.error.startswith("the disk is full"), second.error
+    assert runs.read_status(small_disk / "second")["error"] == second.error
+    assert not list((small_disk / "second").glob(".tmp-*"))  # the half-written model was removed
+    # the finished run is untouched and still predicts
+    model = keras.saving.load_model(small_disk / "first" / "model.keras")
+    assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 4)
+    assert runs.read_status(small_disk / "first")["state"] == "done"
