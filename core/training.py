@@ -56,8 +56,12 @@ class RunEvents(keras.callbacks.Callback):
     """
 
     def __init__(self, writer: runs.RunWriter, phase: str, epochs: int, steps: int,
-                 epoch_offset: int = 0, batch_interval: float = 0.2, monitor_accuracy: bool = True):
+                 epoch_offset: int = 0, batch_interval: float = 0.2, monitor_accuracy: bool = True,
+                 weights_model=None):
         super().__init__()
+        # The model whose weights are the best epoch's: the one being fit, unless phases fit different
+        # models over the same layers (cached head, then the full network), when it is the full one.
+        self.weights_model = weights_model
         self.writer, self.phase, self.epochs, self.steps = writer, phase, epochs, steps
         self.epoch_offset, self.batch_interval = epoch_offset, batch_interval
         self.monitor_accuracy = monitor_accuracy
@@ -109,7 +113,7 @@ class RunEvents(keras.callbacks.Callback):
         score = self._score(record)
         if score is not None and (self.best_score is None or score > self.best_score):
             self.best_score, self.best_epoch = score, self.epoch_offset + epoch + 1
-            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            self.best_weights = [np.array(w) for w in (self.weights_model or self.model).get_weights()]
 
     def _score(self, record):
         if self.monitor_accuracy and "val_accuracy" in record:
@@ -120,7 +124,7 @@ class RunEvents(keras.callbacks.Callback):
 
     def restore_best(self):
         if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+            (self.weights_model or self.model).set_weights(self.best_weights)
 
 
 def _maybe_float(value):
@@ -130,7 +134,7 @@ def _maybe_float(value):
 # ---------------------------------------------------------------------- the run
 
 def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ingest.Dataset | None = None,
-          log=None) -> RunResult:
+          split: tuple | None = None, log=None) -> RunResult:
     """Train per ``config`` on labeled ``data`` (class folder or zip) and write the run directory.
 
     Args:
@@ -138,6 +142,8 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
         data: path of a folder with one subfolder per class, or a zip of the same.
         run_dir: the run directory to write (created if missing).
         dataset: an already loaded Dataset at config.image_size (skips loading ``data``).
+        split: (train indices, validation indices) into the dataset, instead of the seeded stratified
+            split (experiments hold one validation set fixed across runs); it is recorded like any split.
         log: optional callable(str) for human progress lines (the CLI prints them to stderr).
     Returns:
         RunResult; never raises for a failed run: the failure is in status.json and the result.
@@ -159,7 +165,10 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
             if dataset is None:
                 dataset = ingest.load_labeled(data, config.image_size, policy=config.resize_policy,
                                               progress=lambda f, m: writer.progress("load_data", f, m))
-            train_idx, val_idx = ingest.split(dataset, config.validation_fraction, config.seed)
+            if split is None:
+                train_idx, val_idx = ingest.split(dataset, config.validation_fraction, config.seed)
+            else:
+                train_idx, val_idx = _given_split(split, len(dataset.labels))
         writer.write_json("dataset.json", {
             **dataset.summary(),
             "source": str(Path(data).absolute()) if isinstance(data, (str, os.PathLike)) else None,
@@ -177,14 +186,14 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
         y_val = keras.utils.to_categorical(dataset.labels[val_idx], len(dataset.classes))
 
         with clock.phase("build_model"):
-            split = _build(config, dataset, writer, clock, state, say)
+            network = _build(config, dataset, writer, clock, state, say, (train_idx, val_idx))
         _check_stop(writer)
 
         if config.classical:
-            outcome = _fit_classical(config, split, writer, x_train, dataset.labels[train_idx],
+            outcome = _fit_classical(config, network, writer, x_train, dataset.labels[train_idx],
                                      x_val, dataset.labels[val_idx], clock, state, say)
         else:
-            outcome = _fit_keras(config, split, writer, x_train, y_train, x_val, y_val, clock, state, say)
+            outcome = _fit_keras(config, network, writer, x_train, y_train, x_val, y_val, clock, state, say)
         train_seconds = round(time.perf_counter() - state["train_started"], 3) if state["train_started"] else None
 
         with clock.phase("save"):
@@ -192,7 +201,7 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
             metrics = classification_metrics(dataset.labels[val_idx], val_probabilities, dataset.classes)
             metrics["best_epoch"] = outcome.get("best_epoch")
             writer.write_json("metrics.json", metrics)
-            _save_model(split.full, Path(run_dir) / "model.keras")
+            _save_model(network.full, Path(run_dir) / "model.keras")
         final_state = "stopped" if outcome["stopped"] else "done"
         writer.set_status(final_state, train_seconds=train_seconds, val_accuracy=metrics["accuracy"],
                           best_epoch=outcome.get("best_epoch"), feature_cache=outcome.get("feature_cache"))
@@ -210,6 +219,17 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
         if isinstance(error, KeyboardInterrupt):
             raise
         return RunResult(str(run_dir), "failed", None, None, message)
+
+
+def _given_split(split, n_images: int):
+    train_idx, val_idx = (np.asarray(part, dtype=np.int64).reshape(-1) for part in split)
+    if not len(train_idx) or not len(val_idx):
+        raise ValueError("the given split needs at least one training and one validation image")
+    if min(train_idx.min(), val_idx.min()) < 0 or max(train_idx.max(), val_idx.max()) >= n_images:
+        raise ValueError(f"the given split has indices outside the dataset's {n_images} images")
+    if np.intersect1d(train_idx, val_idx).size:
+        raise ValueError("the given split uses the same image for training and validation")
+    return train_idx, val_idx
 
 
 def plain_error(error: BaseException) -> str:
@@ -266,7 +286,7 @@ def _save_model(model, path: Path):
 
 # ---------------------------------------------------------------------- model building
 
-def _build(config, dataset, writer, clock, state, say):
+def _build(config, dataset, writer, clock, state, say, indices):
     n_classes = len(dataset.classes)
     if config.model == "vgg16":
         say(f"building VGG16 (weights {config.weights}, freeze depth {config.freeze_depth}, head {config.head})")
@@ -278,7 +298,7 @@ def _build(config, dataset, writer, clock, state, say):
     # The autoencoder path: pretrain on every image available, then transfer the encoder.
     from core import autoencoder
 
-    encoder_layers = autoencoder.pretrain(config, dataset, writer, clock, state, say)
+    encoder_layers = autoencoder.pretrain(config, dataset, writer, clock, state, say, split=indices)
     return models.build_encoder_classifier(encoder_layers, n_classes, image_size=config.image_size,
                                            head=config.head, dropout=config.dropout, seed=config.seed)
 
@@ -309,7 +329,8 @@ def _fit_keras(config, split, writer, x_train, y_train, x_val, y_val, clock, sta
         models.compile_classifier(model, config.optimizer, learning_rate, config.momentum,
                                   jit_compile="auto" if model is split.full else False)
         steps = max(1, math.ceil(len(x_train_in) / config.batch_size))
-        events = RunEvents(writer, phase_name, epochs, steps, epoch_offset=epoch_offset)
+        events = RunEvents(writer, phase_name, epochs, steps, epoch_offset=epoch_offset,
+                           weights_model=split.full if len(phases) > 1 else None)
         if best is not None:  # carry the best-so-far across phases
             events.best_score, events.best_weights, events.best_epoch = best
         callbacks = [events]

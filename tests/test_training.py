@@ -200,3 +200,21 @@ def test_pretrained_features_beat_random_init(pretrained_weights, tmp_path):
     assert pretrained.state == random_init.state == "done"
     assert pretrained.val_accuracy >= random_init.val_accuracy + 0.15
     assert pretrained.val_accuracy >= 0.45  # chance is 0.25
+
+
+def test_a_given_split_is_used_and_recorded(demo_dir, tmp_path):
+    dataset = ingest.load_labeled(demo_dir, 32)
+    train_idx = np.flatnonzero(np.arange(len(dataset.labels)) % 4 != 0)
+    val_idx = np.flatnonzero(np.arange(len(dataset.labels)) % 4 == 0)
+    run = tmp_path / "given"
+    result = training.train(tiny(epochs=1), demo_dir, run, dataset=dataset, split=(train_idx, val_idx))
+    assert result.state == "done", result.error
+    recorded = json.loads((run / "dataset.json").read_text())["split"]
+    assert recorded["validation"] == [dataset.paths[i] for i in val_idx]
+    assert recorded["train"] == [dataset.paths[i] for i in train_idx]
+
+
+def test_a_given_split_that_overlaps_fails_in_plain_words(demo_dir, tmp_path):
+    dataset = ingest.load_labeled(demo_dir, 32)
+    result = training.train(tiny(epochs=1), demo_dir, tmp_path / "bad", dataset=dataset, split=([0, 1, 2], [2, 3]))
+    assert result.state == "failed" and "same image for training and validation" in result.error
