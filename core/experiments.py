@@ -1,0 +1,698 @@
+"""Experiments: sets of ordinary training runs whose results, side by side, show why transfer learning works.
+
+Three kinds, each a plan of runs on one labeled dataset:
+
+* ``freeze-depth``: pretrained VGG16 with k = 5, 4, 3, 2, 1, 0 blocks frozen; validation accuracy
+  and training time per k.
+* ``transfer-vs-scratch``: pretrained VGG16 at k = 5 and at the best fine-tuning k, VGG16 from
+  random weights trained fully, and the autoencoder's encoder, all on the same split; validation
+  accuracy per epoch and at the end.
+* ``data-efficiency``: ``transfer`` (pretrained VGG16, blocks 1-4 frozen) against ``scratch`` (the same
+  network from random weights, trained fully) as the labeled images per class grow, a few seeds per point,
+  the validation set fixed and every training subset drawn from the training split.
+
+Every model is an ordinary run directory under ``OUT/runs/``. ``OUT/results.json`` is rewritten
+atomically after each run, so a page polling it sees the rows fill in, and ``OUT/charts.html``
+holds the charts (Plotly with its JavaScript inlined, so the file works offline). A stop request
+(``stop_experiment``) is seen between batches of the run in progress and between runs.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core import runs
+
+KINDS = ("freeze-depth", "transfer-vs-scratch", "data-efficiency")
+KIND_TITLES = {
+    "freeze-depth": "How many blocks to freeze",
+    "transfer-vs-scratch": "Transfer against training from scratch",
+    "data-efficiency": "How many labeled images you need",
+}
+RESULTS_FILE = "results.json"
+CHARTS_FILE = "charts.html"
+LOG_FILE = "experiment.log"
+OWNER_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a path component, never '..' or a separator
+
+DEFAULT_EPOCHS = 10
+QUICK_EPOCHS = 5
+VALIDATION_FRACTION = 0.2
+SPLIT_SEED = 0
+FREEZE_DEPTHS = (5, 4, 3, 2, 1, 0)
+QUICK_FREEZE_DEPTHS = (5, 3, 0)            # both ends and the middle: the lesson with half the runs
+BEST_K_CANDIDATES = (4, 3, 2)              # the fine-tuning sweep of transfer-vs-scratch
+QUICK_BEST_K = 3
+PER_CLASS_SIZES = (2, 5, 10, 20)           # plus "all" of the training split
+QUICK_PER_CLASS_SIZES = (2, 5)
+SEEDS = (0, 1, 2)
+QUICK_SEEDS = (0, 1)
+
+# data-efficiency's "transfer": pretrained VGG16 with blocks 1-4 frozen and cached, block 5 and the head
+# trained. At 64 px block 5 pools to 2x2 and is the most ImageNet-specific block; measured on the demo data
+# with the offline pretrained weights, a head on frozen block-5 features stayed near 39% at 2-10 images
+# per class (no better than scratch), while training block 5 on frozen block-4 features reached 47-49%.
+TRANSFER_FREEZE_DEPTH = 4
+
+# Learning rates per kind of training. A head on frozen features takes the default step; unfrozen
+# pretrained blocks take a tenth of it, since a large step wrecks the features they carry; a network
+# from random weights takes the same small step, so scratch and fine-tuning differ only in where they start.
+HEAD_LEARNING_RATE = 1e-3
+FINE_TUNE_LEARNING_RATE = 1e-4
+SCRATCH_LEARNING_RATE = 1e-4
+
+# The time estimate: VGG16's multiply-adds at the run's image size over a measured CPU rate, plus a
+# fixed cost per run (building, saving and evaluating the model). Measured on 2 shared CPU cores.
+CPU_MACS_PER_SECOND = 30e9
+SECONDS_PER_RUN = 8.0
+
+LogFn = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------- the plan
+
+@dataclass
+class PlannedRun:
+    """One training run of an experiment: its run id, how a chart names it, its config changes."""
+
+    name: str                       # run id under OUT/runs/
+    method: str                     # transfer, fine-tune, scratch, autoencoder
+    label: str                      # how charts and tables name it
+    settings: dict                  # TrainConfig fields on top of the experiment's base config
+    fields: dict = field(default_factory=dict)  # the varied settings, copied into the row
+    per_class: int | None = None    # data-efficiency: labeled training images per class; None = all
+    seed: int = 0                   # data-efficiency: which draw of the training subset
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown experiment kind {kind!r}; allowed: {', '.join(KINDS)}")
+    return kind
+
+
+def plan_runs(kind: str, *, quick: bool = False, train_per_class: int = 24) -> list[PlannedRun]:
+    """The runs an experiment trains, in order.
+
+    Args:
+        kind: one of KINDS.
+        quick: fewer settings (and seeds) for a first look on a CPU.
+        train_per_class: the fewest training-split images of any class; data-efficiency sizes above
+            it are left out, and "all" is the whole training split.
+    """
+    check_kind(kind)
+    if kind == "freeze-depth":
+        return [_transfer_run(index, k) for index, k in
+                enumerate(QUICK_FREEZE_DEPTHS if quick else FREEZE_DEPTHS)]
+    if kind == "transfer-vs-scratch":
+        planned = [_transfer_run(0, 5, method="transfer", label="pretrained, k=5 (head only)")]
+        for k in ((QUICK_BEST_K,) if quick else BEST_K_CANDIDATES):
+            planned.append(_transfer_run(len(planned), k, method="fine-tune", label=f"pretrained, k={k}"))
+        planned.append(PlannedRun(f"{len(planned):02d}-scratch", "scratch", "random weights, trained fully",
+                                  {"weights": "none", "freeze_depth": 0, "learning_rate": SCRATCH_LEARNING_RATE},
+                                  {"freeze_depth": 0}))
+        planned.append(PlannedRun(f"{len(planned):02d}-autoencoder", "autoencoder", "autoencoder's encoder",
+                                  {"model": "autoencoder", "learning_rate": HEAD_LEARNING_RATE},
+                                  {"freeze_depth": None}))
+        return planned
+    sizes = [n for n in (QUICK_PER_CLASS_SIZES if quick else PER_CLASS_SIZES) if n < train_per_class]
+    planned = []
+    for per_class in sizes + [None]:
+        for seed in (QUICK_SEEDS if quick else SEEDS):
+            if per_class is None and seed != 0:
+                continue  # the whole split is the same draw for every seed; one model init is enough
+            size_name = "all" if per_class is None else str(per_class)
+            for method in ("transfer", "scratch"):
+                if method == "transfer":
+                    settings = {"freeze_depth": TRANSFER_FREEZE_DEPTH,
+                                "learning_rate": _learning_rate(TRANSFER_FREEZE_DEPTH)}
+                else:
+                    settings = {"weights": "none", "freeze_depth": 0, "learning_rate": SCRATCH_LEARNING_RATE}
+                planned.append(PlannedRun(
+                    f"{len(planned):02d}-{method}-n{size_name}-s{seed}", method, method, {**settings, "seed": seed},
+                    {"freeze_depth": settings["freeze_depth"]}, per_class=per_class, seed=seed))
+    return planned
+
+
+def _transfer_run(index: int, k: int, method: str = "transfer", label: str | None = None) -> PlannedRun:
+    return PlannedRun(f"{index:02d}-k{k}", method, label or f"k={k}",
+                      {"freeze_depth": k, "learning_rate": _learning_rate(k)}, {"freeze_depth": k})
+
+
+def _learning_rate(freeze_depth: int) -> float:
+    return HEAD_LEARNING_RATE if freeze_depth == 5 else FINE_TUNE_LEARNING_RATE
+
+
+# ---------------------------------------------------------------------- the time estimate
+
+def _vgg16_block_macs(image_size: int) -> list[float]:
+    """Multiply-adds of each VGG16 conv block for one image of the given size."""
+    from core.models import VGG16_BLOCKS
+
+    macs, in_channels, side = [], 3, float(image_size)
+    for _, (filters, convs) in VGG16_BLOCKS.items():
+        block = 0.0
+        for _ in range(convs):
+            block += side * side * 9 * in_channels * filters
+            in_channels = filters
+        macs.append(block)
+        side /= 2
+    return macs
+
+
+def _autoencoder_macs(image_size: int) -> float:
+    from core.models import AUTOENCODER_FILTERS
+
+    total, in_channels, side = 0.0, 3, float(image_size)
+    for filters in AUTOENCODER_FILTERS:  # encoder; the decoder mirrors it
+        total += side * side * 9 * in_channels * filters
+        in_channels, side = filters, side / 2
+    return 2 * total
+
+
+def _run_seconds(planned: PlannedRun, n_train: int, n_val: int, image_size: int, epochs: int,
+                 macs_per_second: float) -> float:
+    """Training cost of one run: frozen part once (the feature cache), trainable part per epoch x 3 for backprop."""
+    if planned.settings.get("model") == "autoencoder":
+        autoencoder = _autoencoder_macs(image_size)
+        macs = epochs * (n_train + n_val) * 3 * autoencoder + (n_train + n_val) * autoencoder / 2
+    else:
+        blocks = _vgg16_block_macs(image_size)
+        k = planned.settings["freeze_depth"]
+        frozen, trainable = sum(blocks[:k]), sum(blocks[k:])
+        macs = (n_train + n_val) * frozen + epochs * (3 * n_train + n_val) * trainable + n_val * trainable
+    return SECONDS_PER_RUN + macs / macs_per_second
+
+
+def estimate_seconds(kind: str, n_images: int, image_size: int = 64, quick: bool = False, *,
+                     epochs: int | None = None, n_classes: int = 4,
+                     macs_per_second: float = CPU_MACS_PER_SECOND) -> float:
+    """Rough wall time of an experiment on the CPU, for the page to show before it starts.
+
+    Args:
+        kind: one of KINDS.
+        n_images: labeled images in the dataset (all classes).
+        image_size: the square input size of every run.
+        quick: the quick plan.
+        epochs: epochs per run (default: the experiment's default).
+        n_classes: classes in the dataset (data-efficiency sizes are per class).
+        macs_per_second: the machine's training speed; the default was measured on 2 shared CPU cores.
+    """
+    return plan_summary(kind, n_images, image_size, quick, epochs=epochs, n_classes=n_classes,
+                        macs_per_second=macs_per_second)["seconds"]
+
+
+def plan_summary(kind: str, n_images: int, image_size: int = 64, quick: bool = False, *,
+                 epochs: int | None = None, n_classes: int = 4,
+                 macs_per_second: float = CPU_MACS_PER_SECOND) -> dict:
+    """{"runs": how many models the experiment trains, "seconds": the estimate} (see estimate_seconds)."""
+    check_kind(kind)
+    if n_images < 2 or n_classes < 2:
+        return {"runs": 0, "seconds": 0.0}
+    epochs = epochs or (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
+    n_val = max(n_classes, round(n_images * VALIDATION_FRACTION))
+    n_train = max(n_classes, n_images - n_val)
+    planned = plan_runs(kind, quick=quick, train_per_class=max(1, n_train // n_classes))
+    total = 0.0
+    for run in planned:
+        train_images = n_train if run.per_class is None else run.per_class * n_classes
+        run_epochs = equal_step_epochs(epochs, n_train, train_images) if kind == "data-efficiency" else epochs
+        total += _run_seconds(run, train_images, n_val, image_size, run_epochs, macs_per_second)
+    return {"runs": len(planned), "seconds": total}
+
+
+def equal_step_epochs(epochs: int, n_train_all: int, n_train: int, batch_size: int = 32) -> int:
+    """Epochs that give a run on ``n_train`` images the optimizer steps of ``epochs`` on all of them.
+
+    Data-efficiency compares models by how many labels they saw, not by how many updates: with a
+    fixed epoch count, 2 images per class would get one step an epoch and stop before learning.
+    """
+    steps = epochs * math.ceil(n_train_all / batch_size)
+    return max(1, math.ceil(steps / math.ceil(max(1, n_train) / batch_size)))
+
+
+# ---------------------------------------------------------------------- running
+
+def run_experiment(kind: str, data, out_dir, *, weights: str = "imagenet", image_size: int = 64,
+                   epochs: int | None = None, quick: bool = False, keep_models: bool = False,
+                   log: LogFn | None = None, on_row: Callable[[dict, dict], None] | None = None) -> dict:
+    """Train every run of an experiment on ``data`` and write ``out_dir/results.json`` and the charts.
+
+    Args:
+        kind: "freeze-depth", "transfer-vs-scratch" or "data-efficiency".
+        data: a folder with one subfolder per class, or a zip of the same.
+        out_dir: the experiment folder (created); runs go to ``out_dir/runs/``.
+        weights: the pretrained VGG16 weights: "imagenet", or the path of a VGG16 (no top) weights
+            file; "none" makes every "pretrained" run random too (for tests). Scratch runs always
+            start from random weights.
+        image_size: square input size of every run, in pixels.
+        epochs: epochs of every run (and of the autoencoder's pretraining); default 10, 5 when quick.
+        quick: fewer settings and seeds, for a first look on a CPU.
+        keep_models: keep each run's model.keras. Off by default: the charts need only the events
+            and metrics, and a VGG16 saved with its optimizer state is 57-170 MB per run.
+        log: optional callable(str) for progress lines.
+        on_row: optional callable(row, results) after each run.
+    Returns:
+        The results document, as written to results.json. A run that fails becomes a row with its
+        error. Raises ValueError (bad kind or settings) before anything is written, and
+        training.RunFailed in plain words when the experiment itself cannot go on (weights, data);
+        results.json then says "failed" with the same words.
+    """
+    from core import ingest, models, training
+    from core.config import TrainConfig
+
+    check_kind(kind)
+    say = log or (lambda message: None)
+    epochs = epochs or (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
+    base = TrainConfig.from_dict({"weights": weights, "image_size": image_size, "epochs": epochs,
+                                  "autoencoder_epochs": epochs, "validation_fraction": VALIDATION_FRACTION,
+                                  "seed": SPLIT_SEED})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_stale_stop(out)
+    results = {
+        "kind": kind, "title": KIND_TITLES[kind], "state": "running", "error": None, "pid": os.getpid(),
+        "data": str(Path(data).absolute()) if isinstance(data, (str, os.PathLike)) else None,
+        "settings": {"weights": weights, "image_size": image_size, "epochs": epochs, "quick": quick},
+        "started": round(time.time(), 3), "finished": None, "planned": None, "current": None,
+        "rows": [], "summary": [], "charts": CHARTS_FILE,
+    }
+    _write(out, results)
+    try:
+        if weights != "none":  # a missing weights file or download fails here once, not in every run
+            say(f"checking the pretrained weights ({weights})")
+            models.load_vgg16_base(image_size, weights)
+        say(f"loading {data}")
+        dataset = ingest.load_labeled(data, image_size)
+        train_idx, val_idx = ingest.split(dataset, VALIDATION_FRACTION, SPLIT_SEED)
+        train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+        per_class_train = np.bincount(dataset.labels[train_idx], minlength=len(dataset.classes))
+        planned = plan_runs(kind, quick=quick, train_per_class=int(per_class_train.min()))
+        results.update(classes=list(dataset.classes), planned=len(planned),
+                       split={"train": int(len(train_idx)), "validation": int(len(val_idx))},
+                       estimated_seconds=round(estimate_seconds(kind, len(dataset.labels), image_size, quick,
+                                                                epochs=epochs, n_classes=len(dataset.classes))))
+        _write(out, results)
+        say(f"{kind}: {len(planned)} runs on {len(dataset.labels)} images, {len(dataset.classes)} classes")
+
+        for number, run in enumerate(planned, start=1):
+            if runs.stop_requested(out):
+                results["state"] = "stopped"
+                break
+            run_dir = out / "runs" / run.name
+            results["current"] = str(run_dir)
+            _write(out, results)
+            say(f"[{number}/{len(planned)}] {run.label}" + (f", {run.per_class} per class" if run.per_class else ""))
+            config = base.replace(**run.settings)
+            split = None
+            if kind == "data-efficiency":
+                chosen = _draw_per_class(dataset.labels, train_idx, run.per_class, run.seed)
+                config = config.replace(epochs=equal_step_epochs(epochs, len(train_idx), len(chosen),
+                                                                 config.batch_size))
+                split = (chosen, val_idx)
+            result = train_in_own_process(config, data, run_dir, dataset, split)
+            row = _row(run, result, config, run_dir)
+            if not keep_models:
+                for name in ("model.keras", "autoencoder.keras"):
+                    (run_dir / name).unlink(missing_ok=True)
+            row["model_kept"] = (run_dir / "model.keras").exists()
+            if kind == "data-efficiency":
+                counts = np.bincount(dataset.labels[chosen], minlength=len(dataset.classes))
+                row.update(per_class=int(counts.max()), all=run.per_class is None, seed=run.seed,
+                           train_images=int(len(chosen)))
+            results["rows"].append(row)
+            results["current"] = None
+            results["summary"] = summarize(results)
+            _write(out, results)
+            write_charts(results, out / CHARTS_FILE)
+            accuracy = "failed: " + str(row["error"]) if row["val_accuracy"] is None else f"{row['val_accuracy']:.3f}"
+            say(f"    validation accuracy {accuracy}, {row['train_seconds']} s")
+            if on_row:
+                on_row(row, results)
+            if result.state == "stopped":
+                results["state"] = "stopped"
+                break
+        if results["state"] == "running":
+            results["state"] = "done"
+    except BaseException as error:
+        results["state"], results["error"] = "failed", training.plain_error(error)
+        say(f"failed: {results['error']}")
+        if not isinstance(error, Exception):
+            _finish(out, results)
+            raise
+    _finish(out, results)
+    if results["state"] == "failed":
+        raise training.RunFailed(results["error"])
+    return results
+
+
+def train_in_own_process(config, data, run_dir, dataset, split=None):
+    """training.train in a fresh process; returns its RunResult.
+
+    TensorFlow keeps native memory of every model a process has trained (about 200 MB per full
+    VGG16 run, untouched by clear_session or gc), so an experiment of 26 runs in one process grows
+    past 5 GB. A process per run, like the job manager's, gives it all back. ``split`` (train
+    indices, validation indices) replaces the config's random split.
+    """
+    import multiprocessing
+
+    from core import runs as run_files
+    from core.training import RunResult
+
+    context = multiprocessing.get_context("spawn")  # never fork a process that has TensorFlow loaded
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_train_child, args=(send, config.to_dict(), data, str(run_dir), dataset, split),
+                            name=f"experiment-run-{Path(run_dir).name}", daemon=True)
+    child.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:  # the process died without an answer (killed, out of memory)
+        result = None
+    finally:
+        child.join()
+    if result is None:
+        message = f"the training process ended unexpectedly (exit code {child.exitcode}); try a smaller image size"
+        run_files.RunWriter(run_dir).set_status("failed", error=message)
+        result = RunResult(str(run_dir), "failed", None, None, message)
+    return result
+
+
+def _train_child(send, config_values, data, run_dir, dataset, split) -> None:
+    from core import training
+    from core.config import TrainConfig
+
+    result = training.train(TrainConfig.from_dict(config_values), data, run_dir, dataset=dataset, split=split)
+    send.send(result)
+    send.close()
+
+
+def _clear_stale_stop(out: Path) -> None:
+    """Forget a stop request left from an earlier experiment in the same folder.
+
+    One made after this process started (a page's Stop while the process was still importing
+    TensorFlow) is kept.
+    """
+    stop_file = out / runs.STOP_FILE
+    try:
+        import psutil
+
+        if stop_file.stat().st_mtime < psutil.Process().create_time():
+            stop_file.unlink()
+    except (FileNotFoundError, ImportError):
+        pass
+
+
+def _finish(out: Path, results: dict) -> None:
+    results["finished"] = round(time.time(), 3)
+    results["current"] = None
+    results["summary"] = summarize(results)
+    _write(out, results)
+    write_charts(results, out / CHARTS_FILE)
+
+
+def _write(out: Path, results: dict) -> None:
+    runs.write_json_atomic(out / RESULTS_FILE, results)
+
+
+def _draw_per_class(labels: np.ndarray, train_idx: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """``per_class`` training images of every class, drawn from the training split only.
+
+    One shuffle per class and seed, cut at each size, so the smaller subsets of a seed lie inside
+    the larger ones and a curve moves because of the count, not a new draw.
+    """
+    if per_class is None:
+        return np.sort(train_idx)
+    rng = np.random.default_rng(1000 + seed)
+    chosen = []
+    for label in np.unique(labels[train_idx]):
+        members = np.sort(train_idx[labels[train_idx] == label])
+        chosen.extend(rng.permutation(members)[:per_class])
+    return np.sort(np.asarray(chosen))
+
+
+def _row(run: PlannedRun, result, config, run_dir: Path) -> dict:
+    """One trained model as a results row: the varied settings, the outcome, the curve from its events."""
+    curve = [event["val_accuracy"] for event in runs.read_all_events(run_dir)
+             if event.get("type") == "epoch" and event.get("phase") != "autoencoder" and "val_accuracy" in event]
+    return {
+        "method": run.method, "label": run.label, **run.fields,
+        "val_accuracy": result.val_accuracy, "train_seconds": result.train_seconds,
+        "state": result.state, "error": result.error, "run_dir": str(run_dir),
+        "weights": config.weights if config.model == "vgg16" else None, "learning_rate": config.learning_rate,
+        "epochs": config.epochs, "curve": curve,
+    }
+
+
+def summarize(results: dict) -> list[dict]:
+    """Per point (method, and per_class for data-efficiency): mean and spread of validation accuracy."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in results.get("rows", []):
+        if row.get("val_accuracy") is None:
+            continue
+        key = (row["method"], row.get("label"), row.get("per_class"))
+        groups.setdefault(key, []).append(row)
+    summary = []
+    for (method, label, per_class), rows in groups.items():
+        accuracies = np.array([row["val_accuracy"] for row in rows], dtype=float)
+        item = {"method": method, "label": label, "mean": round(float(accuracies.mean()), 4),
+                "std": round(float(accuracies.std()), 4), "n": len(rows),
+                "train_seconds": round(float(np.mean([row["train_seconds"] or 0 for row in rows])), 3)}
+        if per_class is not None:
+            item.update(per_class=per_class, all=bool(rows[0].get("all")))
+        if "freeze_depth" in rows[0]:
+            item["freeze_depth"] = rows[0]["freeze_depth"]
+        summary.append(item)
+    if results.get("kind") == "data-efficiency":
+        summary.sort(key=lambda item: (item["method"], item.get("per_class", 0)))
+    return summary
+
+
+def best_fine_tune(results: dict) -> dict | None:
+    """transfer-vs-scratch: the fine-tuning row with the highest validation accuracy (ties: more frozen)."""
+    candidates = [row for row in results.get("rows", [])
+                  if row["method"] == "fine-tune" and row.get("val_accuracy") is not None]
+    return max(candidates, key=lambda row: (row["val_accuracy"], row["freeze_depth"]), default=None)
+
+
+def headline(results: dict) -> str | None:
+    """The experiment's lesson in one sentence, from its rows so far (None before there is one)."""
+    summary = results.get("summary") or summarize(results)
+    kind = results.get("kind")
+    if kind == "data-efficiency":
+        def mean_at_most(method, limit=10):
+            points = [item for item in summary if item["method"] == method and not item.get("all")
+                      and item["per_class"] <= limit]
+            return np.mean([item["mean"] for item in points]) if points else None
+
+        transfer, scratch = mean_at_most("transfer"), mean_at_most("scratch")
+        if transfer is None or scratch is None:
+            return None
+        return (f"With 10 or fewer labeled images per class, transfer reached {transfer:.0%} validation accuracy "
+                f"on average and training from scratch {scratch:.0%}.")
+    rows = [row for row in results.get("rows", []) if row.get("val_accuracy") is not None]
+    if kind == "freeze-depth" and rows:
+        best = max(rows, key=lambda row: (row["val_accuracy"], row["freeze_depth"]))
+        fastest = min(rows, key=lambda row: row["train_seconds"] or 0)
+        return (f"Best so far: k={best['freeze_depth']} at {best['val_accuracy']:.0%}; fastest: "
+                f"k={fastest['freeze_depth']} in {fastest['train_seconds']:.0f} s.")
+    if kind == "transfer-vs-scratch" and rows:
+        best = max(rows, key=lambda row: row["val_accuracy"])
+        return f"Best so far: {best['label']} at {best['val_accuracy']:.0%}."
+    return None
+
+
+# ---------------------------------------------------------------------- reading, starting, stopping
+
+def read_results(out_dir) -> dict | None:
+    """results.json of an experiment folder; a dead process's "running" becomes "failed" with why."""
+    results = runs.read_json(Path(out_dir) / RESULTS_FILE)
+    if results and results.get("state") == "running" and not _process_alive(results.get("pid")):
+        results = {**results, "state": "failed",
+                   "error": "the experiment process ended without finishing (stopped from outside, or the "
+                            "server restarted); start it again"}
+    return results
+
+
+def _process_alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        import psutil
+
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def start_experiment(kind: str, data, out_dir, *, weights: str = "imagenet", image_size: int = 64,
+                     epochs: int | None = None, quick: bool = False) -> subprocess.Popen:
+    """Launch ``python -m core experiment ...`` as its own process (never in a page's script thread).
+
+    Writes a first results.json (state running, with the process id) before returning, so a page
+    polling right away sees the experiment; the process's output goes to ``out_dir/experiment.log``.
+    """
+    check_kind(kind)
+    out = Path(out_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "core", "experiment", kind, str(Path(data).absolute()), "--out", str(out),
+               "--weights", str(weights), "--image-size", str(image_size)]
+    if epochs:
+        command += ["--epochs", str(epochs)]
+    if quick:
+        command.append("--quick")
+    repo_root = Path(__file__).resolve().parent.parent  # the folder holding core/
+    with open(out / LOG_FILE, "ab") as log_file:
+        process = subprocess.Popen(command, cwd=repo_root, stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    if not (out / RESULTS_FILE).exists():  # the process rewrites it as soon as it starts
+        _write(out, {"kind": kind, "title": KIND_TITLES[kind], "state": "running", "error": None,
+                     "pid": process.pid, "settings": {"weights": weights, "image_size": image_size,
+                                                      "epochs": epochs, "quick": quick},
+                     "started": round(time.time(), 3), "finished": None, "planned": None, "current": None,
+                     "rows": [], "summary": []})
+    return process
+
+
+def charts_path(out_dir) -> Path | None:
+    """OUT/charts.html when it has been written."""
+    path = Path(out_dir) / CHARTS_FILE
+    return path if path.is_file() else None
+
+
+def stop_experiment(out_dir) -> None:
+    """Ask an experiment to stop: the run in progress stops between batches, and no further run starts."""
+    runs.request_stop(out_dir)
+    current = (runs.read_json(Path(out_dir) / RESULTS_FILE) or {}).get("current")
+    if current:
+        runs.request_stop(current)
+
+
+def experiments_root(owner: str | None = None) -> Path:
+    """workspace/experiments/, or one owner's folder in it (owner: the app session's opaque token)."""
+    root = runs.workspace() / "experiments"
+    if owner is None:
+        return root
+    if not isinstance(owner, str) or not OWNER_PATTERN.match(owner):
+        raise ValueError(f"not a valid owner token: {str(owner)[:80]!r} (letters, digits, '-' and '_' only)")
+    return root / owner
+
+
+def new_experiment_dir(owner: str, kind: str) -> Path:
+    return experiments_root(owner) / f"{runs.new_run_id()}-{check_kind(kind)}"
+
+
+def list_experiments(owner: str) -> list[dict]:
+    """One owner's experiments, newest first: id, path and results (as ``read_results`` gives them)."""
+    root = experiments_root(owner)
+    if not root.is_dir():
+        return []
+    return [{"id": child.name, "path": str(child), "results": read_results(child) or {}}
+            for child in sorted(root.iterdir(), reverse=True) if (child / RESULTS_FILE).is_file()]
+
+
+def running_experiments() -> int:
+    """Experiments running on this server, every owner counted (a page limits how many start at once)."""
+    root = experiments_root()
+    if not root.is_dir():
+        return 0
+    return sum(1 for path in root.glob(f"*/*/{RESULTS_FILE}")
+               if (read_results(path.parent) or {}).get("state") == "running")
+
+
+# ---------------------------------------------------------------------- charts
+
+def figures(results: dict) -> list:
+    """The experiment's charts as Plotly figures (for the page, the report and charts.html)."""
+    rows = [row for row in results.get("rows", []) if row.get("val_accuracy") is not None]
+    if not rows:
+        return []
+    kind = results.get("kind")
+    if kind == "freeze-depth":
+        return [_freeze_depth_figure(rows)]
+    if kind == "transfer-vs-scratch":
+        return _transfer_vs_scratch_figures(results, rows)
+    if kind == "data-efficiency":
+        return [_data_efficiency_figure(results)]
+    return []
+
+
+def _freeze_depth_figure(rows):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = sorted(rows, key=lambda row: -row["freeze_depth"])
+    x = [f"k={row['freeze_depth']}" for row in rows]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_trace(go.Bar(x=x, y=[row["train_seconds"] for row in rows], name="training time (s)",
+                            marker_color="rgba(150, 150, 150, 0.45)"), secondary_y=True)
+    figure.add_trace(go.Scatter(x=x, y=[row["val_accuracy"] for row in rows], name="validation accuracy",
+                                mode="lines+markers", line={"width": 3}), secondary_y=False)
+    figure.update_layout(title="Validation accuracy and training time by frozen blocks (k)",
+                         legend={"orientation": "h", "y": -0.2})
+    figure.update_xaxes(title_text="frozen VGG16 blocks (k = 5: only the head trains; k = 0: everything trains)")
+    figure.update_yaxes(title_text="validation accuracy", range=[0, 1.05], secondary_y=False)
+    figure.update_yaxes(title_text="training time (s)", secondary_y=True, showgrid=False)
+    return figure
+
+
+def _transfer_vs_scratch_figures(results, rows):
+    import plotly.graph_objects as go
+
+    best = best_fine_tune(results)
+    shown = [row for row in rows if row["method"] != "fine-tune" or row is best]
+    names = {id(row): (row["label"] + " (best k)" if row is best else row["label"]) for row in shown}
+    curves = go.Figure()
+    for row in shown:
+        curves.add_trace(go.Scatter(x=list(range(1, len(row["curve"]) + 1)), y=row["curve"], mode="lines+markers",
+                                    name=names[id(row)]))
+    curves.update_layout(title="Validation accuracy per epoch, same split", xaxis_title="epoch",
+                         yaxis_title="validation accuracy", yaxis_range=[0, 1.05])
+    bars = go.Figure(go.Bar(x=[names[id(row)] for row in shown], y=[row["val_accuracy"] for row in shown],
+                            text=[f"{row['val_accuracy']:.2f}" for row in shown], textposition="outside"))
+    bars.update_layout(title="Final validation accuracy (best epoch)", yaxis_title="validation accuracy",
+                       yaxis_range=[0, 1.1])
+    return [curves, bars]
+
+
+def _data_efficiency_figure(results):
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for method, name in (("transfer", f"transfer (pretrained VGG16, blocks 1-{TRANSFER_FREEZE_DEPTH} frozen)"),
+                         ("scratch", "scratch (same network, random weights, trained fully)")):
+        points = sorted((item for item in results.get("summary") or summarize(results) if item["method"] == method),
+                        key=lambda item: item["per_class"])
+        if not points:
+            continue
+        figure.add_trace(go.Scatter(
+            x=[item["per_class"] for item in points], y=[item["mean"] for item in points], name=name,
+            mode="lines+markers", error_y={"type": "data", "array": [item["std"] for item in points], "visible": True},
+            customdata=[[item["n"], "all" if item.get("all") else item["per_class"]] for item in points],
+            hovertemplate="%{customdata[1]} per class: %{y:.2f} (mean of %{customdata[0]}, bar = std)"))
+    figure.update_layout(title="Validation accuracy by labeled images per class (mean of seeds, bars = std)",
+                         xaxis_title="labeled training images per class", yaxis_title="validation accuracy",
+                         yaxis_range=[0, 1.05], xaxis_type="log")
+    return figure
+
+
+def write_charts(results: dict, path) -> Path | None:
+    """All of the experiment's charts in one HTML file, Plotly's JavaScript inlined once (works offline)."""
+    charts = figures(results)
+    if not charts:
+        return None
+    parts = [chart.to_html(full_html=False, include_plotlyjs=(index == 0)) for index, chart in enumerate(charts)]
+    title = KIND_TITLES.get(results.get("kind"), "Experiment")
+    html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+            + "".join(parts) + "</body></html>")
+    path = Path(path)
+    runs.write_bytes_atomic(path, html.encode("utf-8"))
+    return path

@@ -1,0 +1,148 @@
+"""Experiments: the lesson of transfer learning as charts, on the user's own data.
+
+Pick a kind, see the estimated time, start it (its own process, ``python -m core experiment``),
+watch the rows fill in, read the charts. core.experiments does the work; this page lays it out.
+"""
+import streamlit as st
+
+from core import experiments, jobs
+from pages import common
+
+POLL_SECONDS = 2.0
+DESCRIPTIONS = {
+    "freeze-depth": "Trains pretrained VGG16 with k = 5 ... 0 of its five blocks frozen (quick: 5, 3, 0). More "
+                    "frozen blocks train faster; the chart shows what that costs in accuracy.",
+    "transfer-vs-scratch": "Pretrained VGG16 with only the head trained, pretrained with its top blocks "
+                           "fine-tuned, VGG16 from random weights trained fully, and the autoencoder's "
+                           "encoder, all on the same split.",
+    "data-efficiency": "Transfer (pretrained VGG16, blocks 1-4 frozen, block 5 and the head trained) against "
+                       "scratch (the same network from random weights, trained fully) with 2, 5, 10, 20 and all "
+                       "labeled images per class (quick: 2, 5 and all), a few seeds each. The validation images "
+                       "stay the same throughout.",
+}
+SETTING_COLUMNS = {"freeze-depth": ["freeze_depth"], "transfer-vs-scratch": ["freeze_depth"],
+                   "data-efficiency": ["per_class", "seed"]}
+STATE_WORDS = {"running": "Running", "done": "Finished", "failed": "Failed", "stopped": "Stopped"}
+
+
+def current_experiment(owner: str) -> str | None:
+    """The experiment this session looks at: the one it picked, else its newest (after a reload)."""
+    mine = [item["path"] for item in experiments.list_experiments(owner)]
+    chosen = st.session_state.get("experiment_dir")
+    if chosen in mine:
+        return chosen
+    return mine[0] if mine else None
+
+
+def settings_form(info: dict, running: bool, owner: str) -> None:
+    kind = st.radio("Experiment", experiments.KINDS, format_func=experiments.KIND_TITLES.get, horizontal=True,
+                    key="experiment_kind")
+    st.caption(DESCRIPTIONS[kind])
+    config = common.config()
+    weights, image_size = config.get("weights", "imagenet"), int(config.get("image_size", 64))
+    left, right = st.columns(2)
+    quick = left.toggle("Quick (fewer settings and seeds, for a first look on a CPU)", value=True,
+                        key="experiment_quick")
+    epochs = right.number_input("Epochs per run", min_value=1, max_value=200, step=1,
+                                value=experiments.QUICK_EPOCHS if quick else experiments.DEFAULT_EPOCHS,
+                                key=f"experiment_epochs_{quick}")
+    st.caption(f"Pretrained weights **{common.plain(weights, 80)}** and image size **{image_size} px**, as set "
+               "on the Model page. Scratch runs always start from random weights.")
+    if weights == "none":
+        st.warning("The weights are set to 'none', so the 'pretrained' runs start from random weights too and "
+                   "there is nothing to transfer. Choose ImageNet weights on the Model page to see the lesson.")
+    plan = experiments.plan_summary(kind, info["images"], image_size, quick, epochs=int(epochs),
+                                    n_classes=len(info["classes"]))
+    st.info(f"{plan['runs']} models to train on {info['images']} images: about "
+            f"{common.format_seconds(plan['seconds'])} on 2 CPU cores (a GPU is much faster).")
+    limit = jobs.default_max_concurrent()
+    if st.button("Start the experiment", type="primary", disabled=running, key="experiment_start",
+                 help="Finish or stop the running experiment first" if running else None):
+        if experiments.running_experiments() >= limit:
+            st.warning(f"{limit} experiment(s) are already running on this server. Start yours when one of "
+                       "them has finished.")
+            return
+        out = experiments.new_experiment_dir(owner, kind)
+        experiments.start_experiment(kind, info["path"], out, weights=weights, image_size=image_size,
+                                     epochs=int(epochs), quick=quick)
+        st.session_state["experiment_dir"] = st.session_state["experiment_shown"] = str(out)
+        st.rerun()
+
+
+def show_results(path: str) -> None:
+    """State, rows and charts of one experiment, as they are in its results.json now."""
+    results = experiments.read_results(path) or {}
+    state = results.get("state")
+    rows = results.get("rows") or []
+    planned = results.get("planned")
+    st.subheader(results.get("title") or "Experiment")
+    if state == "running":
+        done = len(rows)
+        text = (f"Run {done + 1} of {planned} is training" if planned else "Loading the images and the weights")
+        st.progress(done / planned if planned else 0.0, text=text)
+        if st.button("Stop the experiment", key="experiment_stop"):
+            experiments.stop_experiment(path)
+            st.toast("Stopping after the current batch.")
+    elif state == "failed":
+        st.error(f"The experiment failed: {common.plain(results.get('error'))}")
+    elif state == "stopped":
+        st.warning(f"Stopped after {len(rows)} of {planned or len(rows)} runs; the rows below are what finished.")
+    elif state == "done":
+        st.success(f"Finished: {len(rows)} models trained.")
+    lesson = experiments.headline(results)
+    if lesson:
+        st.markdown(f"**{lesson}**")
+    if rows:
+        columns = ["method", "label"] + SETTING_COLUMNS.get(results.get("kind"), []) + [
+            "val_accuracy", "train_seconds", "epochs", "state", "error"]
+        table = [{column: row.get(column) for column in columns} for row in rows]
+        for line, row in zip(table, rows):
+            line["run"] = row["run_dir"].rsplit("/", 1)[-1]
+        st.dataframe(table, hide_index=True, key="experiment_rows")
+    for index, figure in enumerate(experiments.figures(results)):
+        st.plotly_chart(figure, key=f"experiment_chart_{index}")
+    charts = experiments.charts_path(path)
+    if state != "running" and charts is not None:
+        st.download_button("Download the charts (HTML, works offline)", data=charts.read_bytes(),
+                           file_name=f"{results.get('kind', 'experiment')}-charts.html", mime="text/html",
+                           key="experiment_download")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_results(path: str) -> None:
+    """Re-read results.json every few seconds while the experiment runs; rerun the page when it ends."""
+    show_results(path)
+    if (experiments.read_results(path) or {}).get("state") != "running":
+        st.rerun()  # the finished view needs no timer
+
+
+def body() -> None:
+    st.title("Experiments")
+    st.write("Why transfer learning works, shown on your own images: each experiment trains several "
+             "ordinary models and puts their results side by side.")
+    info = common.current_dataset()
+    if not info:
+        st.info("Pick a dataset on the **Data** page first (one click gives the demo data).")
+        return
+    owner = common.owner()
+    mine = experiments.list_experiments(owner)
+    running = any(item["results"].get("state") == "running" for item in mine)
+    settings_form(info, running, owner)
+    path = current_experiment(owner)
+    if len(mine) > 1:
+        names = {item["path"]: f"{experiments.KIND_TITLES.get(item['results'].get('kind'), 'Experiment')}, "
+                               f"started {item['id'][:15]} ({STATE_WORDS.get(item['results'].get('state'), '?')})"
+                 for item in mine}
+        path = st.selectbox("Show", list(names), index=list(names).index(path) if path in names else 0,
+                            format_func=names.get, key="experiment_shown")
+        st.session_state["experiment_dir"] = path
+    if not path:
+        return
+    st.divider()
+    if (experiments.read_results(path) or {}).get("state") == "running":
+        live_results(path)
+    else:
+        show_results(path)
+
+
+common.run_page(body)
