@@ -1,9 +1,17 @@
-"""The seed's unsupervised transfer: pretrain a convolutional autoencoder on every image available
-(labeled plus optional unlabeled), announce its reconstruction loss and a picture grid each epoch,
-and hand its encoder to the classifier.
+"""The seed's unsupervised transfer: pretrain a convolutional autoencoder on every image available for
+training (the labeled training split plus an optional unlabeled folder or zip), announce its
+reconstruction loss and a picture grid each epoch, and hand its encoder to the classifier.
+
+The labeled validation images are held out of pretraining: they are the autoencoder's validation set
+(its val_loss and the reconstruction grid show images it never trained on), so the classifier's
+validation accuracy stays an honest measure even though pretraining needs no labels.
+
+``untrained_encoder()`` skips pretraining (the encoder keeps its random initial weights): the baseline
+that the encoder's transfer is measured against (bench/autoencoder_check.py).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from pathlib import Path
@@ -16,11 +24,35 @@ from core import ingest, models, runs
 import keras
 
 GRID_IMAGES = 8
+_skip_pretraining = False
 
 
-def pretrain(config, dataset, writer: runs.RunWriter, clock, state, say) -> list:
-    """Train the autoencoder with L = 1/(2N) sum ||x - x_hat||^2; return its (trained) encoder layers."""
-    images = dataset.images
+@contextlib.contextmanager
+def untrained_encoder():
+    """Within this block, ``pretrain`` builds the autoencoder but does not train it (random-encoder baseline).
+
+    Everything else about the run stays the same: the same seeded initial weights, split, head and
+    classifier training, so the difference to a normal run is the pretraining alone.
+    """
+    global _skip_pretraining
+    previous, _skip_pretraining = _skip_pretraining, True
+    try:
+        yield
+    finally:
+        _skip_pretraining = previous
+
+
+def pretrain(config, dataset, writer: runs.RunWriter, clock, state, say, split=None) -> list:
+    """Train the autoencoder with L = 1/(2N) sum ||x - x_hat||^2; return its (trained) encoder layers.
+
+    Args:
+        split: the run's (train indices, validation indices) into ``dataset``; computed with
+            ingest.split(dataset, config.validation_fraction, config.seed), as training.train does, if None.
+    """
+    train_idx, val_idx = split if split is not None else ingest.split(
+        dataset, config.validation_fraction, config.seed)
+    images, val_images = dataset.images[train_idx], dataset.images[val_idx]
+    n_unlabeled = 0
     if config.unlabeled:
         with clock.phase("load_unlabeled"):
             extra = ingest.load_unlabeled(config.unlabeled, config.image_size, policy=config.resize_policy,
@@ -28,31 +60,35 @@ def pretrain(config, dataset, writer: runs.RunWriter, clock, state, say) -> list
         writer.event("unlabeled", images=int(len(extra.images)), skipped=extra.skipped)
         say(f"unlabeled: {len(extra.images)} images ({len(extra.skipped)} skipped)")
         if len(extra.images):
+            n_unlabeled = int(len(extra.images))
             images = np.concatenate([images, extra.images])
+    writer.event("autoencoder_data", train=int(len(images)), labeled=int(len(train_idx)), unlabeled=n_unlabeled,
+                 validation=int(len(val_images)), pretrained=not _skip_pretraining)
     autoencoder, encoder_layers = models.build_autoencoder(config.image_size, seed=config.seed)
     autoencoder.compile(optimizer=keras.optimizers.Adam(config.autoencoder_learning_rate),
                         loss=models.reconstruction_loss)
-    # Targets are the images scaled to 0..1, matching the decoder's sigmoid output.
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(images))
-    n_val = max(1, len(images) // 10) if len(images) >= 10 else 0
-    val_images, train_images = images[order[:n_val]], images[order[n_val:]]
-    grid_source = (val_images if len(val_images) else train_images)[:GRID_IMAGES]
-    steps = max(1, int(np.ceil(len(train_images) / config.batch_size)))
+    grid = ReconstructionGrid(writer.path, (val_images if len(val_images) else images)[:GRID_IMAGES])
+    if _skip_pretraining:
+        say("random-encoder baseline: the autoencoder is not trained")
+        grid.write(autoencoder, "final")
+        autoencoder.save(Path(writer.path) / "autoencoder.keras")
+        return encoder_layers
+
+    steps = max(1, int(np.ceil(len(images) / config.batch_size)))
     from core.training import RunEvents, RunFailed
 
     events = RunEvents(writer, "autoencoder", config.autoencoder_epochs, steps, monitor_accuracy=False)
-    grid = ReconstructionGrid(writer.path, grid_source)
     if state["train_started"] is None:
         state["train_started"] = time.perf_counter()
-    say(f"pretraining the autoencoder on {len(images)} images")
+    say(f"pretraining the autoencoder on {len(images)} images ({n_unlabeled} unlabeled); "
+        f"{len(val_images)} validation images held out")
+    # Targets are the images scaled to 0..1, matching the decoder's sigmoid output.
+    images = images.astype("float32")
+    val_data = (val_images.astype("float32"), val_images.astype("float32") / 255.0) if len(val_images) else None
     with clock.phase("autoencoder"):
-        autoencoder.fit(
-            train_images.astype("float32"), train_images.astype("float32") / 255.0,
-            validation_data=((val_images.astype("float32"), val_images.astype("float32") / 255.0)
-                             if len(val_images) else None),
-            epochs=config.autoencoder_epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
-            callbacks=[events, grid])
+        autoencoder.fit(images, images / 255.0, validation_data=val_data,
+                        epochs=config.autoencoder_epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
+                        callbacks=[events, grid])
     if events.nan:
         raise RunFailed("autoencoder loss became NaN: lower the autoencoder learning rate")
     events.restore_best()

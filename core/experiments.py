@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from core import runs
+from core.config import AUTOENCODER_HEAD
 
 KINDS = ("freeze-depth", "transfer-vs-scratch", "data-efficiency")
 KIND_TITLES = {
@@ -119,7 +120,8 @@ def plan_runs(kind: str, *, quick: bool = False, train_per_class: int = 24) -> l
                                   {"weights": "none", "freeze_depth": 0, "learning_rate": SCRATCH_LEARNING_RATE},
                                   {"freeze_depth": 0}))
         planned.append(PlannedRun(f"{len(planned):02d}-autoencoder", "autoencoder", "autoencoder's encoder",
-                                  {"model": "autoencoder", "learning_rate": HEAD_LEARNING_RATE},
+                                  {"model": "autoencoder", "head": AUTOENCODER_HEAD,
+                                   "learning_rate": HEAD_LEARNING_RATE},
                                   {"freeze_depth": None}))
         return planned
     sizes = [n for n in (QUICK_PER_CLASS_SIZES if quick else PER_CLASS_SIZES) if n < train_per_class]

@@ -89,3 +89,11 @@ def test_cache_is_used_only_when_exact():
     assert not TrainConfig(freeze_depth=3, augment=True).uses_feature_cache
     assert not TrainConfig(freeze_depth=0).uses_feature_cache
     assert "learning_rate" in field_names()
+
+
+def test_the_autoencoder_defaults_to_the_seed_head_unless_one_is_chosen():
+    assert TrainConfig.from_dict({"model": "autoencoder"}).head == "seed"
+    assert TrainConfig.from_dict({"model": "autoencoder", "head": "gap"}).head == "gap"
+    assert TrainConfig.from_dict({}).head == "gap"  # VGG16 keeps the pooled head
+    config = TrainConfig.from_dict({"model": "autoencoder"})
+    assert TrainConfig.from_json(config.to_json()) == config
