@@ -118,7 +118,7 @@ def architecture_section(values: dict, n_classes: int) -> None:
     st.caption("VGG16 has five blocks of convolutions. Frozen blocks keep their weights; trainable ones learn "
                "from your pictures. With nothing random below the frozen part, its output is computed once and "
                "cached, so every epoch after the first costs almost nothing.")
-    depth_widget = setting("freeze_depth", _int_in(values.get("freeze_depth"), 0, 5, 5))
+    depth_widget = setting("freeze_depth", _int_in(values.get("freeze_depth"), 0, 5, 4))
     values["freeze_depth"] = st.slider("Frozen blocks (freeze depth)", 0, 5, **depth_widget,
                                        help="0 = train everything; 5 = train only the head")
     head_widget = setting("head", values.get("head") if values.get("head") in cfg_module.HEADS else "gap")
@@ -186,7 +186,7 @@ def optimizer_section(values: dict) -> None:
     if values["optimizer"] == "sgd":
         momentum_widget = setting("momentum", min(max(float(values.get("momentum", 0.9) or 0.9), 0.0), 0.99))
         values["momentum"] = right.slider("Momentum", 0.0, 0.99, step=0.01, **momentum_widget)
-    lr_widget = setting("learning_rate", snap(values.get("learning_rate", 1e-3), LR_GRID))
+    lr_widget = setting("learning_rate", snap(values.get("learning_rate", 1e-4), LR_GRID))
     values["learning_rate"] = st.select_slider("Learning rate (log scale)", LR_GRID, **lr_widget,
                                                format_func=lambda v: f"{v:.1e}")
 
@@ -300,6 +300,9 @@ def main() -> None:
     architecture_section(values, n_classes)
     optimizer_section(values)
     training_section(values)
+    advice = cfg_module.learning_rate_advice(values)
+    if advice:
+        st.warning(advice)
     st.session_state["config"] = values
     _, problems = common.validate_config(values)
     if problems:

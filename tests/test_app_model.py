@@ -21,14 +21,14 @@ def test_model_page_loads_with_valid_defaults(app_env):
     at = start_app(page=MODEL)
     assert at.title[0].value == "Model"
     assert "These settings are valid" in shown_text(at)
-    assert at.session_state["config"]["freeze_depth"] == 5
+    assert at.session_state["config"]["freeze_depth"] == 4  # the measured default
 
 
 def test_moving_the_freeze_depth_recolours_the_diagram_and_changes_the_counts(app_env):
     at = start_app(page=MODEL)
     colours_before = box_colours(at)
     frozen_before, trainable_before = metric(at, "Frozen parameters"), metric(at, "Trainable parameters")
-    assert len(set(colours_before[:5])) == 1  # all five blocks frozen
+    assert len(set(colours_before[:4])) == 1 and colours_before[4] != colours_before[0]  # blocks 1-4 frozen
     at.slider(key="cfg::freeze_depth").set_value(2).run()
     assert_no_exception(at)
     colours_after = box_colours(at)
@@ -39,6 +39,12 @@ def test_moving_the_freeze_depth_recolours_the_diagram_and_changes_the_counts(ap
     annotations = " ".join(a["text"] for a in plotly_specs(at)["freeze_diagram"]["layout"]["annotations"])
     assert "feature cache: 16x16x128" in annotations  # the cut after block 2 at 64 px
     assert at.session_state["config"]["freeze_depth"] == 2
+    # blocks 3-5 train from pretrained weights: at 1e-3 the page warns and names the fix; at 1e-4 it is quiet
+    assert not any("will train" in warning.value for warning in at.warning)
+    at.select_slider(key="cfg::learning_rate").set_value(1e-3).run()
+    assert any("Blocks 3-5 will train" in warning.value for warning in at.warning)
+    at.select_slider(key="cfg::learning_rate").set_value(1e-4).run()
+    assert not any("Blocks 3-5 will train" in warning.value for warning in at.warning)
 
 
 def test_settings_survive_a_page_switch(app_env):

@@ -18,7 +18,8 @@ def test_defaults_are_valid_and_round_trip_through_json():
     config = TrainConfig().validate()
     again = TrainConfig.from_json(config.to_json())
     assert again == config
-    assert config.freeze_depth == 5 and config.head == "gap" and config.image_size == 64
+    assert config.freeze_depth == 4 and config.head == "gap" and config.image_size == 64
+    assert config.learning_rate == pytest.approx(1e-4)  # measured defaults (README)
 
 
 def test_seed_preset_reproduces_the_seed_recipe():
@@ -97,3 +98,15 @@ def test_the_autoencoder_defaults_to_the_seed_head_unless_one_is_chosen():
     assert TrainConfig.from_dict({}).head == "gap"  # VGG16 keeps the pooled head
     config = TrainConfig.from_dict({"model": "autoencoder"})
     assert TrainConfig.from_json(config.to_json()) == config
+
+
+def test_a_large_step_on_pretrained_blocks_gets_advice():
+    from core.config import learning_rate_advice
+
+    advice = learning_rate_advice({"freeze_depth": 3, "learning_rate": 1e-3})
+    assert advice and "Blocks 4-5" in advice and "1e-04" in advice
+    assert learning_rate_advice({"freeze_depth": 3, "learning_rate": 1e-4}) is None
+    assert learning_rate_advice({"freeze_depth": 5, "learning_rate": 1e-2}) is None  # only the head trains
+    assert learning_rate_advice({"freeze_depth": 0, "learning_rate": 1e-3, "weights": "none"}) is None
+    assert learning_rate_advice({"freeze_depth": 2, "learning_rate": 1e-3, "two_phase": True}) is None
+    assert learning_rate_advice({"freeze_depth": "x"}) is None

@@ -27,7 +27,7 @@ def test_run_directory_has_every_file(demo_dir, tmp_path):
     assert status["state"] == "done" and status["device"].startswith(("CPU", "GPU"))
     assert status["train_seconds"] > 0 and status["error"] is None
     config = json.loads((run / "config.json").read_text())
-    assert config["image_size"] == 32 and config["freeze_depth"] == 5
+    assert config["image_size"] == 32 and config["freeze_depth"] == 4
     dataset = json.loads((run / "dataset.json").read_text())
     assert dataset["classes"] == json.loads((run / "labels.json").read_text())
     assert set(dataset["counts"].values()) == {8}
