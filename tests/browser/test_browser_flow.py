@@ -208,4 +208,57 @@ def test_from_nothing_to_a_prediction(page, server, tmp_path):
     wait_idle(page)
     shot(page, "6-predict")
     page.passed = True
-    print(f"from nothing to a trained model: {trained:.0f} s; to a prediction: {time.monotonic() - started:.0f} s")
+    timing = f"from nothing to a trained model: {trained:.0f} s; to a prediction: {time.monotonic() - started:.0f} s"
+    print(timing)
+    (ARTIFACTS / "timing.txt").write_text(timing + "\n")
+
+
+EXPERIMENTS = (  # (radio label, screenshot name, models trained in the quick plan on 24 training images a class, charts)
+    ("How many blocks to freeze", "freeze-depth", 3, 1),
+    ("Transfer against training from scratch", "transfer-vs-scratch", 4, 2),
+    ("How many labeled images you need", "data-efficiency", 10, 1),
+)
+
+
+def test_the_three_experiment_charts_render(page, server):
+    """Each experiment kind started from the Experiments page (quick, 1 epoch, 32 px, weights none so it
+    runs offline) fills in its rows and draws its charts; screenshots 7-experiment-*.png."""
+    page.goto(server)
+    page.get_by_role("heading", name="Data", level=1).wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Use the demo data").click()
+    page.get_by_text("120 pictures in 4 classes").wait_for()
+    wait_idle(page)
+    go_to(page, "Model")
+    page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()
+    wait_idle(page)
+    slider_to_start(page, "Image size")
+    page.get_by_text(", 32 px").wait_for()
+
+    go_to(page, "Experiments")
+    for label, name, models_trained, charts in EXPERIMENTS:
+        page.get_by_test_id("stRadio").filter(has_text="Experiment").get_by_text(label).click()
+        wait_idle(page)
+        number(page, "Epochs per run", 1)
+        page.get_by_text(f"{models_trained} models to train").wait_for()
+        page.get_by_role("button", name="Start the experiment").click()
+        page.get_by_role("button", name="Stop the experiment").wait_for(timeout=60_000)
+        page.get_by_text(f"Finished: {models_trained} models trained.").wait_for(timeout=400_000)
+        # then the whole page follows: the start button comes back for the next experiment
+        sync_api.expect(page.get_by_role("button", name="Start the experiment")).to_be_enabled(timeout=30_000)
+        wait_idle(page)
+        drawn = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"] .main-svg')
+        page.wait_for_function("(n) => document.querySelectorAll("
+                               "'[data-testid=\"stMain\"] [data-testid=\"stPlotlyChart\"] .plot-container').length >= n",
+                               arg=charts)
+        assert drawn.count() >= charts
+        traces = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"] .scatterlayer .trace, '
+                              '[data-testid="stMain"] [data-testid="stPlotlyChart"] .barlayer .trace')
+        assert traces.count() >= 2, f"{name}: the charts draw {traces.count()} traces"
+        page.get_by_role("button", name="Download the charts (HTML, works offline)").wait_for()
+        shot(page, f"7-experiment-{name}")
+        for index in range(charts):  # the page scrolls inside its own container: picture each chart itself
+            chart = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').nth(index)
+            chart.scroll_into_view_if_needed()
+            chart.screenshot(path=str(ARTIFACTS / f"7-experiment-{name}-chart{index + 1}.png"))
+    page.passed = True
