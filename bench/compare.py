@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     if args.append:
         when = [r.get("machine", {}).get("date", "?") for r in (first, second)]
         section = (f"\n## A second run\n\nThe same command again on the same machine ({when[0]} and {when[1]}), "
-                   f"compared with `python -m bench.compare`:\n\n{text}\n")
+                   f"compared with `python -m bench.compare` (the second run is the one this file reports):\n\n{text}\n")
         with open(args.append, "a", encoding="utf-8") as handle:
             handle.write(section)
     return 0
