@@ -194,7 +194,7 @@ def optimizer_section(values: dict) -> None:
 def training_section(values: dict) -> None:
     st.subheader("Training")
     a, b, c = st.columns(3)
-    epochs_widget = setting("epochs", _int_in(values.get("epochs"), 1, 1000, 10))
+    epochs_widget = setting("epochs", _int_in(values.get("epochs"), 1, 1000, 20))
     values["epochs"] = a.number_input("Epochs", 1, 1000, step=1, **epochs_widget)
     batch_widget = setting("batch_size", _int_in(values.get("batch_size"), 1, 1024, 32))
     values["batch_size"] = b.number_input("Batch size", 1, 1024, step=1, **batch_widget)
