@@ -234,10 +234,11 @@ def learning_rate_advice(values: dict[str, Any]) -> str | None:
             or values.get("head") in CLASSICAL_HEADS or values.get("two_phase")
             or not rate > FINE_TUNE_LEARNING_RATE * 1.0001):
         return None
-    return (f"Blocks {depth + 1}-5 will train from their pretrained weights at a learning rate of {rate:.0e}: a "
-            f"step that large can undo what they learned on ImageNet in the first epoch. Use "
-            f"{FINE_TUNE_LEARNING_RATE:.0e} or lower when pretrained blocks train, or turn on two-phase "
-            "fine-tuning (head first, then the blocks at a tenth of the rate).")
+    blocks = "Block 5" if depth == 4 else f"Blocks {depth + 1}-5"
+    return (f"{blocks} will train from pretrained weights at a learning rate of {rate:.1e}: a step that large "
+            f"can undo what they learned on ImageNet in the first epoch. Use {FINE_TUNE_LEARNING_RATE:.1e} or "
+            "lower when pretrained blocks train, or turn on two-phase fine-tuning (head first, then the blocks "
+            "at a tenth of the rate).")
 
 
 SEED_PRESET = {
