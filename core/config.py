@@ -227,7 +227,8 @@ def learning_rate_advice(values: dict[str, Any]) -> str | None:
     unfrozen blocks at a tenth of the rate).
     """
     try:
-        depth, rate = int(values.get("freeze_depth", 4)), float(values.get("learning_rate", 1e-4))
+        depth = int(values.get("freeze_depth", TrainConfig.freeze_depth))
+        rate = float(values.get("learning_rate", TrainConfig.learning_rate))
     except (TypeError, ValueError):
         return None
     if (values.get("model", "vgg16") != "vgg16" or values.get("weights", "imagenet") == "none" or depth >= 5

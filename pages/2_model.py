@@ -13,6 +13,7 @@ from core.config import TrainConfig
 from pages import common
 
 KEY = "cfg::"  # widget keys: cfg::<field>
+DEFAULTS = TrainConfig()  # widget fallbacks are the config's own defaults
 # 1e-6 .. 1, 10 steps per decade: the range test scans up to 1, and the config allows up to 1
 LR_GRID = sorted({float(f"{10 ** (k / 10):.2g}") for k in range(-60, 1)})
 IMAGE_SIZES = list(range(32, 225, 16))
@@ -118,7 +119,7 @@ def architecture_section(values: dict, n_classes: int) -> None:
     st.caption("VGG16 has five blocks of convolutions. Frozen blocks keep their weights; trainable ones learn "
                "from your pictures. With nothing random below the frozen part, its output is computed once and "
                "cached, so every epoch after the first costs almost nothing.")
-    depth_widget = setting("freeze_depth", _int_in(values.get("freeze_depth"), 0, 5, 4))
+    depth_widget = setting("freeze_depth", _int_in(values.get("freeze_depth"), 0, 5, DEFAULTS.freeze_depth))
     values["freeze_depth"] = st.slider("Frozen blocks (freeze depth)", 0, 5, **depth_widget,
                                        help="0 = train everything; 5 = train only the head")
     head_widget = setting("head", values.get("head") if values.get("head") in cfg_module.HEADS else "gap")
@@ -186,7 +187,7 @@ def optimizer_section(values: dict) -> None:
     if values["optimizer"] == "sgd":
         momentum_widget = setting("momentum", min(max(float(values.get("momentum", 0.9) or 0.9), 0.0), 0.99))
         values["momentum"] = right.slider("Momentum", 0.0, 0.99, step=0.01, **momentum_widget)
-    lr_widget = setting("learning_rate", snap(values.get("learning_rate", 1e-4), LR_GRID))
+    lr_widget = setting("learning_rate", snap(values.get("learning_rate", DEFAULTS.learning_rate), LR_GRID))
     values["learning_rate"] = st.select_slider("Learning rate (log scale)", LR_GRID, **lr_widget,
                                                format_func=lambda v: f"{v:.1e}")
 
@@ -194,7 +195,7 @@ def optimizer_section(values: dict) -> None:
 def training_section(values: dict) -> None:
     st.subheader("Training")
     a, b, c = st.columns(3)
-    epochs_widget = setting("epochs", _int_in(values.get("epochs"), 1, 1000, 20))
+    epochs_widget = setting("epochs", _int_in(values.get("epochs"), 1, 1000, DEFAULTS.epochs))
     values["epochs"] = a.number_input("Epochs", 1, 1000, step=1, **epochs_widget)
     batch_widget = setting("batch_size", _int_in(values.get("batch_size"), 1, 1024, 32))
     values["batch_size"] = b.number_input("Batch size", 1, 1024, step=1, **batch_widget)

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import ingest, runs
-from core.config import AUTOENCODER_HEAD, HEADS
+from core.config import AUTOENCODER_HEAD, HEADS, TrainConfig
 from pages import common
 
 KEY = "ae::"                     # widget keys: ae::<setting>
@@ -34,7 +34,7 @@ def settings() -> dict:
         st.session_state[SETTINGS] = {
             "autoencoder_epochs": int(base.get("autoencoder_epochs") or 10),
             "autoencoder_learning_rate": nearest(base.get("autoencoder_learning_rate"), AE_LEARNING_RATES),
-            "epochs": int(base.get("epochs") or 20),
+            "epochs": int(base.get("epochs") or TrainConfig.epochs),
             "head": AUTOENCODER_HEAD,  # the Model page's head is VGG16's; this path has its own default
             "fine_tune_encoder": bool(base.get("fine_tune_encoder")),
             "image_size": nearest(base.get("image_size"), IMAGE_SIZES),
