@@ -85,10 +85,15 @@ def shot(page, name: str) -> Path:
 
 
 def wait_idle(page, quiet_ms: int = 1500) -> None:
-    """Wait until the script run that the last action started has finished: Streamlit's running
-    indicator has been absent for ``quiet_ms`` (it appears a moment after a run starts)."""
+    """Wait until the script run that the last action started has finished: the app's script state
+    (``data-test-script-state`` on stApp, which fragment runs set too) and Streamlit's running indicator
+    have both said "not running" for ``quiet_ms``. The indicator alone only shows for runs longer than
+    about half a second, so a quick rerun right after a long one went unseen."""
     page.wait_for_function("""(quiet) => {
-        const busy = document.querySelector('[data-testid="stStatusWidget"]');
+        const app = document.querySelector('[data-testid="stApp"]');
+        const state = app ? app.getAttribute('data-test-script-state') : 'initial';
+        const busy = document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')
+            || (state !== 'notRunning' && state !== 'compilationError');
         const now = Date.now();
         if (busy || !window.__idleSince) window.__idleSince = now;
         if (busy) return false;
@@ -266,6 +271,12 @@ def test_the_three_experiment_charts_render(page, server):
         shot(page, f"7-experiment-{name}")
         for index in range(charts):  # the page scrolls inside its own container: picture each chart itself
             chart = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').nth(index)
-            chart.scroll_into_view_if_needed()
-            chart.screenshot(path=str(ARTIFACTS / f"7-experiment-{name}-chart{index + 1}.png"))
+            for attempt in range(3):  # a late rerun can swap the chart's element for a new one mid-screenshot
+                try:
+                    chart.screenshot(path=str(ARTIFACTS / f"7-experiment-{name}-chart{index + 1}.png"))
+                    break
+                except sync_api.Error:
+                    if attempt == 2:
+                        raise
+                    wait_idle(page)
     page.passed = True
