@@ -13,6 +13,7 @@ State kept per browser session (``st.session_state``):
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import html
 import logging
@@ -557,11 +558,71 @@ def show_error(error: BaseException) -> None:
                 exc_info=not isinstance(error, (ConfigError, runs.RunIdError)))
 
 
+PAGE_FILES = (  # (file under pages/, title, icon); the first is the default page
+    ("1_data.py", "Data", ":material/photo_library:"),
+    ("2_model.py", "Model", ":material/tune:"),
+    ("3_train.py", "Train", ":material/monitoring:"),
+    ("4_autoencoder.py", "Autoencoder", ":material/compress:"),
+    ("5_evaluate.py", "Evaluate", ":material/fact_check:"),
+    ("6_predict.py", "Predict", ":material/image_search:"),
+    ("7_experiments.py", "Experiments", ":material/science:"),
+)
+
+
+def app_frame():
+    """What ``streamlit_app.py`` does on every script run: page config, the navigation over the page
+    files, the URL's session and run, the sidebar frame. Returns the page ``st.navigation`` chose."""
+    st.set_page_config(page_title="Transfer Studio", page_icon=":material/model_training:", layout="wide")
+    pages = [st.Page(f"pages/{name}", title=title, icon=icon, default=index == 0)
+             for index, (name, title, icon) in enumerate(PAGE_FILES)]
+    page = st.navigation(pages)
+    run_page(sync_query_params)
+    run_page(sidebar)
+    return page
+
+
+def ran_without_entry_point() -> bool:
+    """True when Streamlit ran a page file straight from ``pages/`` instead of through
+    ``streamlit_app.py``. A real server does that once: a deep link (``/model?session=...``) arriving
+    before any session has run the entry point is served the old "pages directory" way (raw file names,
+    ``common`` among them, in the sidebar; no frame), because Streamlit only leaves that mode when
+    ``st.navigation`` runs. (AppTest re-enters the mode on every run of a page.) The switch is a
+    Streamlit internal, ``PagesManager.uses_pages_directory``, read defensively: if it moves, such a
+    link merely looks plainer."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a future Streamlit
+        return False
+    return bool(getattr(PagesManager, "uses_pages_directory", False))
+
+
+def page_scope():
+    """After ``app_frame`` inside a page file: give the page's widgets the identity they get when
+    ``streamlit_app.py`` runs the page (``st.navigation`` switched the active script to the entry
+    point's), so a click made on the previous run still reaches its widget. Streamlit internals,
+    read defensively."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    try:
+        return ctx.run_with_active_hash(ctx.pages_manager.current_page_script_hash)
+    except AttributeError:  # pragma: no cover - a future Streamlit
+        return contextlib.nullcontext()
+
+
 def run_page(body: Callable[[], None]) -> None:
     """Run a page's body; any exception becomes an st.error in plain words, never a traceback.
-    (Streamlit's own rerun/stop signals are BaseExceptions and pass through untouched.)"""
+    (Streamlit's own rerun/stop signals are BaseExceptions and pass through untouched.)
+    A page reached without the entry point (a deep link first thing after a server start) builds the
+    app's navigation and frame itself first; ``st.navigation`` resolves to this same page (same URL
+    path), so the page just goes on, with the query string and any click of this run intact."""
     try:
-        body()
+        scope = contextlib.nullcontext()
+        if ran_without_entry_point():
+            app_frame()
+            scope = page_scope()
+        with scope:
+            body()
     except Exception as error:  # noqa: BLE001 - the last line of defence for a page
         show_error(error)
 

@@ -38,12 +38,26 @@ def test_demo_data_fills_the_dataset(app_env):
     bars = plotly_specs(at)["class_counts"]["data"][0]
     assert sorted(bars["y"]) == [4, 4, 4, 4]
     assert len(at.get("image")) >= 4  # thumbnails for every class
-    # AppTest drops the entry script's sidebar on its second run of a multipage app, so the frame
-    # is read from a fresh run with the same session token (a reload, as a user would do)
+    # a reload, as a user would do: a fresh run with the same session token keeps the dataset
     again = start_app({"session": at.session_state["owner"]})
     assert again.session_state["owner"] == at.session_state["owner"]
     sidebar = "\n".join(str(m.value) for m in again.sidebar.markdown)
     assert "16 images, 4 classes" in sidebar
+
+
+def test_a_page_run_without_the_entry_point_still_gets_the_frame(app_env):
+    """Streamlit runs a page file without streamlit_app.py when a deep link is the first visit to a
+    fresh server (pages-directory mode; tests/browser has that case in Chromium), and AppTest does so on
+    every run after its first. The page then builds the navigation and frame itself."""
+    at = load_demo(start_app())
+    sidebar = "\n".join(str(m.value) for m in at.sidebar.markdown)
+    assert "16 images, 4 classes" in sidebar
+    at.switch_page("pages/2_model.py").run()
+    assert_no_exception(at)
+    assert at.title[0].value == "Model"
+    sidebar = "\n".join(str(m.value) for m in at.sidebar.markdown)
+    assert "16 images, 4 classes" in sidebar and ("CPU" in sidebar or "GPU" in sidebar)
+    assert at.query_params["session"] == at.session_state["owner"]
 
 
 def test_uploads_per_class_report_skipped_files_and_show_html_names_as_text(app_env):

@@ -280,3 +280,20 @@ def test_the_three_experiment_charts_render(page, server):
                         raise
                     wait_idle(page)
     page.passed = True
+
+
+def test_a_deep_link_first_after_a_server_start_gets_the_app_frame(page, server):
+    """A shared link such as /model?session=... opened before anyone has opened / on a fresh server:
+    Streamlit would serve pages/2_model.py the old pages-directory way (raw file names in the sidebar,
+    'common' among them, no frame); the page builds the app's navigation and frame itself, keeping the URL."""
+    token = "sharedlinktoken1234"
+    page.goto(f"{server}/model?session={token}")
+    page.get_by_role("heading", name="Model", level=1).wait_for()
+    wait_idle(page)
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link").all_inner_texts()
+    names = [text.split()[-1] for text in links]  # each link reads "<icon name> <title>"
+    assert names == ["Data", "Model", "Train", "Autoencoder", "Evaluate", "Predict", "Experiments"], links
+    page.get_by_test_id("stSidebar").get_by_text("Trains on").wait_for()  # the app's frame
+    assert f"session={token}" in page.url and "/model" in page.url
+    shot(page, "8-deep-link")
+    page.passed = True
