@@ -287,7 +287,9 @@ def run_experiment(kind: str, data, out_dir, *, weights: str = "imagenet", image
         "rows": [], "summary": [], "charts": CHARTS_FILE,
     }
     _write(out, results)
+    worker = TrainingWorker()
     try:
+        worker.start()  # TensorFlow's import in the worker overlaps the weights check and the loading
         if weights != "none":  # a missing weights file or download fails here once, not in every run
             say(f"checking the pretrained weights ({weights})")
             models.load_vgg16_base(image_size, weights)
@@ -319,7 +321,7 @@ def run_experiment(kind: str, data, out_dir, *, weights: str = "imagenet", image
                 config = config.replace(epochs=equal_step_epochs(epochs, len(train_idx), len(chosen),
                                                                  config.batch_size))
                 split = (chosen, val_idx)
-            result = train_in_own_process(config, data, run_dir, dataset, split)
+            result = worker.train(config, data, run_dir, dataset, split)
             row = _row(run, result, config, run_dir)
             if not keep_models:
                 for name in ("model.keras", "autoencoder.keras"):
@@ -349,51 +351,126 @@ def run_experiment(kind: str, data, out_dir, *, weights: str = "imagenet", image
         if not isinstance(error, Exception):
             _finish(out, results)
             raise
+    finally:
+        worker.close()
     _finish(out, results)
     if results["state"] == "failed":
         raise training.RunFailed(results["error"])
     return results
 
 
-def train_in_own_process(config, data, run_dir, dataset, split=None):
-    """training.train in a fresh process; returns its RunResult.
+RUNS_PER_PROCESS = 6   # a training process trains this many runs, then a fresh one takes over
+
+
+class TrainingWorker:
+    """Trains an experiment's runs in a child process, several runs per process.
 
     TensorFlow keeps native memory of every model a process has trained (about 200 MB per full
     VGG16 run, untouched by clear_session or gc), so an experiment of 26 runs in one process grows
-    past 5 GB. A process per run, like the job manager's, gives it all back. ``split`` (train
-    indices, validation indices) replaces the config's random split.
+    past 5 GB; a process per run gives it all back but pays TensorFlow's import (5-7 s on 2 CPU
+    cores) every run, which was half of a quick run. A worker trains up to ``runs_per_process``
+    runs, then is replaced; one that dies (killed, out of memory) fails only its run, with a reason,
+    and the next run gets a fresh process. Start it early: the import overlaps the caller's loading.
     """
-    import multiprocessing
 
-    from core import runs as run_files
-    from core.training import RunResult
+    def __init__(self, runs_per_process: int = RUNS_PER_PROCESS):
+        self.runs_per_process = max(1, int(runs_per_process))
+        self._child = None
+        self._connection = None
+        self._trained = 0
+        self.processes_started = 0
 
-    context = multiprocessing.get_context("spawn")  # never fork a process that has TensorFlow loaded
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_train_child, args=(send, config.to_dict(), data, str(run_dir), dataset, split),
-                            name=f"experiment-run-{Path(run_dir).name}", daemon=True)
-    child.start()
-    send.close()
-    try:
-        result = receive.recv()
-    except EOFError:  # the process died without an answer (killed, out of memory)
-        result = None
-    finally:
-        child.join()
-    if result is None:
-        message = f"the training process ended unexpectedly (exit code {child.exitcode}); try a smaller image size"
-        run_files.RunWriter(run_dir).set_status("failed", error=message)
-        result = RunResult(str(run_dir), "failed", None, None, message)
-    return result
+    def start(self) -> "TrainingWorker":
+        import multiprocessing
+
+        self.close()
+        context = multiprocessing.get_context("spawn")  # never fork a process that has TensorFlow loaded
+        self._connection, child_end = context.Pipe()
+        self._child = context.Process(target=_training_worker_loop, args=(child_end,), name="experiment-runs",
+                                      daemon=True)
+        self._child.start()
+        child_end.close()
+        self._trained = 0
+        self.processes_started += 1
+        return self
+
+    def train(self, config, data, run_dir, dataset, split=None):
+        """training.train in the worker; returns its RunResult. ``split`` (train indices, validation
+        indices) replaces the config's random split."""
+        from core import runs as run_files
+        from core.training import RunResult
+
+        if self._child is None or self._trained >= self.runs_per_process or not self._child.is_alive():
+            self.start()
+        self._trained += 1
+        try:
+            self._connection.send((config.to_dict(), data, str(run_dir), dataset, split))
+            result = self._connection.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):  # it died without an answer
+            result = None
+        if result is None:
+            self._child.join(timeout=10)
+            message = (f"the training process ended unexpectedly (exit code {self._child.exitcode}); "
+                       "try a smaller image size")
+            self._discard()
+            run_files.RunWriter(run_dir).set_status("failed", error=message)
+            result = RunResult(str(run_dir), "failed", None, None, message)
+        return result
+
+    def close(self) -> None:
+        """Let the worker finish and end (it is also a daemon: it never outlives the caller)."""
+        if self._child is None:
+            return
+        try:
+            self._connection.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self._child.join(timeout=30)
+        if self._child.is_alive():
+            self._child.kill()
+            self._child.join()
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._child = self._connection = None
+
+    def __enter__(self) -> "TrainingWorker":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
-def _train_child(send, config_values, data, run_dir, dataset, split) -> None:
+def train_in_own_process(config, data, run_dir, dataset, split=None):
+    """training.train in a fresh process of its own (one run); returns its RunResult."""
+    with TrainingWorker(runs_per_process=1) as worker:
+        return worker.train(config, data, run_dir, dataset, split)
+
+
+def _training_worker_loop(connection) -> None:
     from core import training
     from core.config import TrainConfig
 
-    result = training.train(TrainConfig.from_dict(config_values), data, run_dir, dataset=dataset, split=split)
-    send.send(result)
-    send.close()
+    while True:
+        try:
+            task = connection.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        config_values, data, run_dir, dataset, split = task
+        try:
+            result = training.train(TrainConfig.from_dict(config_values), data, run_dir, dataset=dataset,
+                                    split=split)
+        except Exception as error:  # noqa: BLE001 - reported as this run's failure, the worker goes on
+            from core import runs as run_files
+
+            message = training.plain_error(error)
+            run_files.RunWriter(run_dir).set_status("failed", error=message)
+            result = training.RunResult(str(run_dir), "failed", None, None, message)
+        connection.send(result)
 
 
 def _clear_stale_stop(out: Path) -> None:

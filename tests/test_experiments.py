@@ -156,3 +156,43 @@ def test_experiments_are_listed_per_owner(tmp_path):
                                                    "rows": []})
     assert experiments.read_results(mine)["state"] == "failed"
     assert experiments.running_experiments() == 0
+
+
+def test_a_worker_trains_several_runs_per_process_and_survives_a_killed_one(demo_dir, tmp_path):
+    """Experiments train their runs in a worker process that is reused (TensorFlow's import is paid
+    once per few runs); a run in a reused process gives the same result as the first, and a worker
+    killed mid-run fails that run with a reason while the next run gets a fresh process."""
+    import os
+    import signal
+    import threading
+
+    from core.config import TrainConfig
+
+    dataset = ingest.load_labeled(demo_dir, 32)
+    config = TrainConfig.from_dict({"weights": "none", "image_size": 32, "epochs": 1, "freeze_depth": 3,
+                                    "batch_size": 8, "seed": 0})
+    with experiments.TrainingWorker(runs_per_process=2) as worker:
+        first = worker.train(config, demo_dir, tmp_path / "r1", dataset)
+        second = worker.train(config, demo_dir, tmp_path / "r2", dataset)
+        assert worker.processes_started == 1
+        assert first.state == second.state == "done"
+        assert second.val_accuracy == first.val_accuracy  # nothing leaks from one run into the next
+
+        slow = config.replace(epochs=200)
+        killed_dir = tmp_path / "r3"
+
+        def kill_when_training():
+            for _ in range(1200):
+                if (killed_dir / "events.jsonl").exists() and worker._child is not None:
+                    os.kill(worker._child.pid, signal.SIGKILL)
+                    return
+                threading.Event().wait(0.05)
+
+        killer = threading.Thread(target=kill_when_training, daemon=True)
+        killer.start()
+        killed = worker.train(slow, demo_dir, killed_dir, dataset)   # a third run: a fresh process
+        killer.join()
+        assert killed.state == "failed" and "ended unexpectedly" in killed.error
+        assert runs.read_status(killed_dir)["state"] == "failed"
+        after = worker.train(config, demo_dir, tmp_path / "r4", dataset)
+        assert after.state == "done" and worker.processes_started == 3
