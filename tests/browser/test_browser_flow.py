@@ -192,7 +192,8 @@ def test_from_nothing_to_a_prediction(page, server, tmp_path):
     page.get_by_text("Finished", exact=False).first.wait_for(timeout=240_000)
     # the whole page follows the new state: the runs table, the sidebar and the Stop button
     page.get_by_test_id("stSidebar").get_by_text("Finished", exact=False).wait_for(timeout=30_000)
-    assert page.get_by_role("button", name="Stop").is_disabled()
+    # the sidebar is drawn before the page body in the same run: wait for the body's disabled Stop too
+    sync_api.expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=30_000)
     page.get_by_text("See how it does: Evaluate").wait_for()
     page.get_by_role("heading", name="Your runs").wait_for()
     wait_idle(page)
@@ -264,9 +265,13 @@ def test_the_three_experiment_charts_render(page, server):
                                "'[data-testid=\"stMain\"] [data-testid=\"stPlotlyChart\"] .plot-container').length >= n",
                                arg=charts)
         assert drawn.count() >= charts
-        traces = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"] .scatterlayer .trace, '
-                              '[data-testid="stMain"] [data-testid="stPlotlyChart"] .barlayer .trace')
-        assert traces.count() >= 2, f"{name}: the charts draw {traces.count()} traces"
+        traces = ('[data-testid="stMain"] [data-testid="stPlotlyChart"] .scatterlayer .trace, '
+                  '[data-testid="stMain"] [data-testid="stPlotlyChart"] .barlayer .trace')
+        try:  # Plotly draws the traces a moment after the chart's container
+            page.wait_for_function("(css) => document.querySelectorAll(css).length >= 2", arg=traces,
+                                   timeout=30_000)
+        except sync_api.TimeoutError:
+            pytest.fail(f"{name}: the charts draw {page.locator(traces).count()} traces, expected 2 or more")
         page.get_by_role("button", name="Download the charts (HTML, works offline)").wait_for()
         shot(page, f"7-experiment-{name}")
         for index in range(charts):  # the page scrolls inside its own container: picture each chart itself
