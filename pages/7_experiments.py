@@ -22,7 +22,6 @@ DESCRIPTIONS = {
 }
 SETTING_COLUMNS = {"freeze-depth": ["freeze_depth"], "transfer-vs-scratch": ["freeze_depth"],
                    "data-efficiency": ["per_class", "seed"]}
-STATE_WORDS = {"running": "Running", "done": "Finished", "failed": "Failed", "stopped": "Stopped"}
 
 
 def current_experiment(owner: str) -> str | None:
@@ -130,8 +129,10 @@ def body() -> None:
     settings_form(info, running, owner)
     path = current_experiment(owner)
     if len(mine) > 1:
+        # no state in the labels: a keyed selectbox keeps showing the label it was picked with, so
+        # "(Running)" stayed after the experiment finished (seen in Chromium); the state is shown below
         names = {item["path"]: f"{experiments.KIND_TITLES.get(item['results'].get('kind'), 'Experiment')}, "
-                               f"started {item['id'][:15]} ({STATE_WORDS.get(item['results'].get('state'), '?')})"
+                               f"started {item['id'][:15]}"
                  for item in mine}
         path = st.selectbox("Show", list(names), index=list(names).index(path) if path in names else 0,
                             format_func=names.get, key="experiment_shown")
