@@ -397,9 +397,6 @@ class TrainingWorker:
     def train(self, config, data, run_dir, dataset, split=None):
         """training.train in the worker; returns its RunResult. ``split`` (train indices, validation
         indices) replaces the config's random split."""
-        from core import runs as run_files
-        from core.training import RunResult
-
         if self._child is None or self._trained >= self.runs_per_process or not self._child.is_alive():
             self.start()
         self._trained += 1
@@ -413,8 +410,7 @@ class TrainingWorker:
             message = (f"the training process ended unexpectedly (exit code {self._child.exitcode}); "
                        "try a smaller image size")
             self._discard()
-            run_files.RunWriter(run_dir).set_status("failed", error=message)
-            result = RunResult(str(run_dir), "failed", None, None, message)
+            result = _failed_run(run_dir, message)
         return result
 
     def close(self) -> None:
@@ -443,12 +439,6 @@ class TrainingWorker:
         self.close()
 
 
-def train_in_own_process(config, data, run_dir, dataset, split=None):
-    """training.train in a fresh process of its own (one run); returns its RunResult."""
-    with TrainingWorker(runs_per_process=1) as worker:
-        return worker.train(config, data, run_dir, dataset, split)
-
-
 def _training_worker_loop(connection) -> None:
     from core import training
     from core.config import TrainConfig
@@ -465,12 +455,16 @@ def _training_worker_loop(connection) -> None:
             result = training.train(TrainConfig.from_dict(config_values), data, run_dir, dataset=dataset,
                                     split=split)
         except Exception as error:  # noqa: BLE001 - reported as this run's failure, the worker goes on
-            from core import runs as run_files
-
-            message = training.plain_error(error)
-            run_files.RunWriter(run_dir).set_status("failed", error=message)
-            result = training.RunResult(str(run_dir), "failed", None, None, message)
+            result = _failed_run(run_dir, training.plain_error(error))
         connection.send(result)
+
+
+def _failed_run(run_dir, message: str):
+    """Mark a run that ended without training.train's own answer as failed; its RunResult."""
+    from core.training import RunResult
+
+    runs.RunWriter(run_dir).set_status("failed", error=message)
+    return RunResult(str(run_dir), "failed", None, None, message)
 
 
 def _clear_stale_stop(out: Path) -> None:
