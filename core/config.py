@@ -231,7 +231,8 @@ def learning_rate_advice(values: dict[str, Any]) -> str | None:
         rate = float(values.get("learning_rate", TrainConfig.learning_rate))
     except (TypeError, ValueError):
         return None
-    if (values.get("model", "vgg16") != "vgg16" or values.get("weights", "imagenet") == "none" or depth >= 5
+    if (values.get("model", TrainConfig.model) != "vgg16" or values.get("weights", TrainConfig.weights) == "none"
+            or depth >= 5
             or values.get("head") in CLASSICAL_HEADS or values.get("two_phase")
             or not rate > FINE_TUNE_LEARNING_RATE * 1.0001):
         return None

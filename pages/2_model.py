@@ -122,12 +122,13 @@ def architecture_section(values: dict, n_classes: int) -> None:
     depth_widget = setting("freeze_depth", _int_in(values.get("freeze_depth"), 0, 5, DEFAULTS.freeze_depth))
     values["freeze_depth"] = st.slider("Frozen blocks (freeze depth)", 0, 5, **depth_widget,
                                        help="0 = train everything; 5 = train only the head")
-    head_widget = setting("head", values.get("head") if values.get("head") in cfg_module.HEADS else "gap")
+    head_widget = setting("head", values.get("head") if values.get("head") in cfg_module.HEADS else DEFAULTS.head)
     values["head"] = st.selectbox("Head (what sits on top of block 5)", list(cfg_module.HEADS), **head_widget,
                                   format_func=lambda h: HEAD_LABELS.get(h, h))
     shown_depth = 5 if values["head"] in cfg_module.CLASSICAL_HEADS else values["freeze_depth"]
     # the image-size widget is drawn further down: read its newest value, not last run's config
-    image_size = int(st.session_state.get(KEY + "image_size", snap(values.get("image_size", 64), IMAGE_SIZES)))
+    image_size = int(st.session_state.get(KEY + "image_size",
+                                          snap(values.get("image_size", DEFAULTS.image_size), IMAGE_SIZES)))
     summary = models.freeze_summary(shown_depth, image_size, n_classes, values["head"])
     st.plotly_chart(freeze_diagram(summary, image_size), width="stretch",
                     key="freeze_diagram", config={"displayModeBar": False, "staticPlot": True})
@@ -145,7 +146,7 @@ def architecture_section(values: dict, n_classes: int) -> None:
 
 def weights_section(values: dict) -> None:
     st.subheader("Weights")
-    current = values.get("weights", "imagenet")
+    current = values.get("weights", DEFAULTS.weights)
     choice_widget = setting("weights_choice", current if current in ("imagenet", "none") else "file")
     choice = st.radio("Start from", list(WEIGHTS_LABELS), **choice_widget, horizontal=True,
                       format_func=WEIGHTS_LABELS.get)
@@ -174,18 +175,19 @@ def weights_section(values: dict) -> None:
             st.caption(f"Using the uploaded file {common.plain(str(values['weights']).rsplit('/', 1)[-1])}.")
         else:
             st.warning("Upload a weights file and press **Use this weights file**; until then runs start from "
-                       f"{WEIGHTS_LABELS[values.get('weights', 'imagenet')]}.")
+                       f"{WEIGHTS_LABELS[values.get('weights', DEFAULTS.weights)]}.")
 
 
 def optimizer_section(values: dict) -> None:
     st.subheader("Optimizer and learning rate")
     left, right = st.columns(2)
     optimizer_widget = setting("optimizer", values.get("optimizer") if values.get("optimizer") in cfg_module.OPTIMIZERS
-                               else "adam")
+                               else DEFAULTS.optimizer)
     values["optimizer"] = left.radio("Optimizer", list(cfg_module.OPTIMIZERS), **optimizer_widget, horizontal=True,
                                      format_func={"adam": "Adam", "sgd": "SGD with momentum"}.get)
     if values["optimizer"] == "sgd":
-        momentum_widget = setting("momentum", min(max(float(values.get("momentum", 0.9) or 0.9), 0.0), 0.99))
+        momentum = float(values.get("momentum", DEFAULTS.momentum) or DEFAULTS.momentum)
+        momentum_widget = setting("momentum", min(max(momentum, 0.0), 0.99))
         values["momentum"] = right.slider("Momentum", 0.0, 0.99, step=0.01, **momentum_widget)
     lr_widget = setting("learning_rate", snap(values.get("learning_rate", DEFAULTS.learning_rate), LR_GRID))
     values["learning_rate"] = st.select_slider("Learning rate (log scale)", LR_GRID, **lr_widget,
@@ -197,38 +199,39 @@ def training_section(values: dict) -> None:
     a, b, c = st.columns(3)
     epochs_widget = setting("epochs", _int_in(values.get("epochs"), 1, 1000, DEFAULTS.epochs))
     values["epochs"] = a.number_input("Epochs", 1, 1000, step=1, **epochs_widget)
-    batch_widget = setting("batch_size", _int_in(values.get("batch_size"), 1, 1024, 32))
+    batch_widget = setting("batch_size", _int_in(values.get("batch_size"), 1, 1024, DEFAULTS.batch_size))
     values["batch_size"] = b.number_input("Batch size", 1, 1024, step=1, **batch_widget)
-    size_widget = setting("image_size", snap(values.get("image_size", 64), IMAGE_SIZES))
+    size_widget = setting("image_size", snap(values.get("image_size", DEFAULTS.image_size), IMAGE_SIZES))
     values["image_size"] = c.select_slider("Image size (pixels)", IMAGE_SIZES, **size_widget,
                                            help="Pictures are resized to this square; larger is slower.")
-    augment_widget = setting("augment", bool(values.get("augment", False)))
+    augment_widget = setting("augment", bool(values.get("augment", DEFAULTS.augment)))
     values["augment"] = st.checkbox("Augmentation (random flips, rotations, zooms)", **augment_widget)
     if values["augment"]:
         st.caption("Augmentation changes every picture every epoch, so the feature cache is turned off: "
                    "the frozen blocks run every epoch (much slower on a CPU).")
-    two_phase_widget = setting("two_phase", bool(values.get("two_phase", False)))
+    two_phase_widget = setting("two_phase", bool(values.get("two_phase", DEFAULTS.two_phase)))
     values["two_phase"] = st.checkbox("Two-phase fine-tuning: first the head with everything frozen, then unfreeze "
                                       "down to the freeze depth at a tenth of the learning rate", **two_phase_widget)
     if values["two_phase"]:
-        head_epochs_widget = setting("head_epochs", _int_in(values.get("head_epochs"), 1, 1000, 3))
+        head_epochs_widget = setting("head_epochs", _int_in(values.get("head_epochs"), 1, 1000, DEFAULTS.head_epochs))
         values["head_epochs"] = st.number_input("Epochs of the head-only phase", 1, 1000, step=1, **head_epochs_widget)
-        if int(values.get("freeze_depth", 5)) >= 5:
+        if int(values["freeze_depth"]) >= 5:
             st.caption("With all five blocks frozen there is nothing to unfreeze: lower the freeze depth for a "
                        "second phase.")
     with st.expander("More settings"):
         x, y, z = st.columns(3)
-        val_widget = setting("validation_fraction", min(max(float(values.get("validation_fraction") or 0.2), 0.05), 0.5))
+        share = float(values.get("validation_fraction") or DEFAULTS.validation_fraction)
+        val_widget = setting("validation_fraction", min(max(share, 0.05), 0.5))
         values["validation_fraction"] = x.slider("Validation share", 0.05, 0.5, step=0.05, **val_widget)
         dropout_widget = setting("dropout", min(max(float(values.get("dropout") or 0.0), 0.0), 0.9))
         values["dropout"] = y.slider("Dropout (pooling head)", 0.0, 0.9, step=0.05, **dropout_widget)
-        seed_widget = setting("seed", _int_in(values.get("seed"), 0, 2**31 - 1, 0))
+        seed_widget = setting("seed", _int_in(values.get("seed"), 0, 2**31 - 1, DEFAULTS.seed))
         values["seed"] = z.number_input("Seed", 0, 2**31 - 1, step=1, **seed_widget)
-        stop_widget = setting("early_stopping", bool(values.get("early_stopping", False)))
+        stop_widget = setting("early_stopping", bool(values.get("early_stopping", DEFAULTS.early_stopping)))
         values["early_stopping"] = x.checkbox("Early stopping", **stop_widget)
-        patience_widget = setting("patience", _int_in(values.get("patience"), 1, 100, 3))
+        patience_widget = setting("patience", _int_in(values.get("patience"), 1, 100, DEFAULTS.patience))
         values["patience"] = y.number_input("Patience (epochs)", 1, 100, step=1, **patience_widget)
-        cache_widget = setting("cache_features", bool(values.get("cache_features", True)))
+        cache_widget = setting("cache_features", bool(values.get("cache_features", DEFAULTS.cache_features)))
         values["cache_features"] = z.checkbox("Feature cache", **cache_widget)
 
 

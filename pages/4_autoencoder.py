@@ -32,7 +32,7 @@ def settings() -> dict:
     if SETTINGS not in st.session_state:
         base = common.config()
         st.session_state[SETTINGS] = {
-            "autoencoder_epochs": int(base.get("autoencoder_epochs") or 10),
+            "autoencoder_epochs": int(base.get("autoencoder_epochs") or TrainConfig.autoencoder_epochs),
             "autoencoder_learning_rate": nearest(base.get("autoencoder_learning_rate"), AE_LEARNING_RATES),
             "epochs": int(base.get("epochs") or TrainConfig.epochs),
             "head": AUTOENCODER_HEAD,  # the Model page's head is VGG16's; this path has its own default
