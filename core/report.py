@@ -1,4 +1,5 @@
-"""One self-contained HTML page about a run, to keep or mail: settings, data, curves, metrics, mistakes, Grad-CAM.
+"""One self-contained HTML page about a run, to keep or mail: settings, data, how the model was chosen (recipe
+"auto"), curves, metrics, mistakes, Grad-CAM.
 
 Everything is inside the file (Plotly's JavaScript inline, pictures as data: URIs), so it opens offline
 and fetches nothing. Every piece of user text (class names, file names, settings) is HTML-escaped.
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import runs
+from core import leaderboard, runs
 
 MAX_MISTAKES = 8
 MAX_GRAD_CAM = 4
@@ -127,11 +128,36 @@ class _Plotter:
     def __call__(self, figure) -> str:
         import plotly.io as pio
 
-        figure.update_layout(height=360, margin={"l": 50, "r": 20, "t": 60, "b": 40})
+        height = figure.layout.height or 360  # a figure that sizes itself to its rows keeps its height
+        figure.update_layout(height=height, margin={"l": 50, "r": 20, "t": 60, "b": 40})
         markup = pio.to_html(figure, full_html=False, include_plotlyjs=not self.library_included,
-                             default_height="360px", config={"displaylogo": False, "responsive": True})
+                             default_height=f"{height}px", config={"displaylogo": False, "responsive": True})
         self.library_included = True
         return markup
+
+
+def _candidates_section(run: Path, plot: _Plotter) -> str:
+    """Recipe "auto": the candidates scored on the training pictures, the one kept and why (nothing for
+    a run without a readable candidates.json)."""
+    board = leaderboard.read_file(run)
+    if board is None:
+        return ""
+    parts = ["<h2>How the model was chosen</h2>"]
+    if board.reason:
+        parts.append(f"<p><b>Chosen:</b> {_e(board.reason)}</p>")
+    if board.scoring:
+        parts.append(f"<p>Every candidate was scored by {_e(board.scoring)}.</p>")
+    parts.append(f'<p class="note">{_e(leaderboard.CROSS_VALIDATION_HELP)}</p>')
+    if board.measured:
+        parts.append(f"<p>{_e(board.measured[:1].upper() + board.measured[1:])} (Results, below).</p>")
+    parts.append(plot(leaderboard.figure(board)))
+    parts.append(_table(["candidate", "accuracy", "spread", "scored on", "seconds", ""],
+                        [[c.name, leaderboard.percent(c.accuracy),
+                          "" if c.spread is None else "± " + leaderboard.percent(c.spread), c.scored_on(),
+                          "" if c.seconds is None else _number(c.seconds, 1),
+                          "chosen" if c.index == board.chosen else ""] for c in board.candidates],
+                        numeric={1, 2, 4}))
+    return "".join(parts)
 
 
 def _curves_section(events: list[dict], plot: _Plotter) -> str:
@@ -311,6 +337,7 @@ def build_report(run_dir: str | os.PathLike, experiment_results: dict | None = N
         _summary_section(status, metrics),
         _config_section(config),
         _dataset_section(dataset),
+        _candidates_section(run, plot),
         _curves_section(events, plot),
         _reconstructions_section(run),
         _metrics_section(metrics),

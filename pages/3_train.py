@@ -1,6 +1,6 @@
 """Train page: start and stop a run, watch it live (state in words, a progress bar through every
-phase, loss and accuracy curves), and compare this session's runs. The script never waits for
-training: a fragment re-reads the run's events every second."""
+phase, the auto recipe's leaderboard of candidates, loss and accuracy curves), and compare this
+session's runs. The script never waits for training: a fragment re-reads the run's events every second."""
 import time
 from pathlib import Path
 
@@ -116,6 +116,7 @@ def render_run(run_id: str) -> None:
     show_state(status)
     phase_progress(summary, status)
     phase_notes(summary)
+    common.show_candidates(run_id, events)  # recipe "auto" only
     if summary["epochs"] or summary["batches"]:
         st.plotly_chart(common.curves_figure({run_id: events}), width="stretch", key=f"curves-{run_id}")
     elif status.get("state") == "running":

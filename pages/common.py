@@ -501,6 +501,28 @@ def curves_figure(runs_events: dict[str, list[dict]], *, batch_line: bool = True
     return figure
 
 
+def show_candidates(run_id: str, events: list[dict]) -> None:
+    """The auto recipe's leaderboard of one run: the choice in one sentence, then a bar per candidate
+    (filling in from the events while the run scores them, from candidates.json once written).
+    Shows nothing for a run that scored no candidates, or whose candidates cannot be read."""
+    from core import leaderboard
+
+    board = leaderboard.read(run_dir(run_id), events)
+    if board is None:
+        return
+    st.subheader("Candidates")
+    if board.reason:
+        st.markdown(f"**Chosen:** {plain(board.reason, 400)}")
+    notes = [plain(board.scoring, 400) if board.scoring else "Scored by cross-validation on the training pictures"]
+    if not board.scoring_done:
+        notes.append(f"{len(board.candidates)}" + (f" of {board.total}" if board.total else "") + " scored so far")
+    if board.measured:
+        notes.append(board.measured)
+    st.caption(" · ".join(notes), help=leaderboard.CROSS_VALIDATION_HELP)
+    st.plotly_chart(leaderboard.figure(board), width="stretch", key=f"candidates-{run_id}",
+                    config={"displayModeBar": False})
+
+
 # ---------------------------------------------------------------------- errors
 
 def explain(error: BaseException) -> str:

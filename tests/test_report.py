@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from candidate_fixtures import HOSTILE_NAME, REASON, SCORING, candidates_record
 from core import report
 from run_fixtures import cached_run, run_fixture
 
@@ -118,3 +119,26 @@ def test_report_offline(autoencoder_report):
     assert requests, "the page made no request at all: it did not load"
     outside = [url for url in requests if not url.startswith(("file:", "data:", "about:"))]
     assert not outside, outside
+
+
+def test_an_auto_run_report_says_how_the_model_was_chosen(demo_dir, tmp_path_factory, tmp_path):
+    """candidates.json gives a section with the reason, the chart and every candidate; names are escaped."""
+    source = Path(cached_run(tmp_path_factory, demo_dir, "gap"))
+    for name in ("config.json", "status.json", "events.jsonl", "metrics.json"):
+        shutil.copy(source / name, tmp_path / name)
+    assert "How the model was chosen" not in report.build_report(tmp_path)  # a manual run
+    record = candidates_record(hostile=True)
+    (tmp_path / "candidates.json").write_text(json.dumps(record))
+    page = report.build_report(tmp_path)
+    section = page[page.index("<h2>How the model was chosen</h2>"):page.index("<h2>Training curves</h2>")]
+    assert f"<b>Chosen:</b> {REASON}" in section and SCORING in section
+    assert "accuracy in cross-validation" in section and 'class="plotly-graph-div"' in section
+    rows = re.findall(r"<tr><td>(.*?)</td>", section)
+    assert rows[0] == "block 4 features, average pooling, linear head (C=0.1)"  # best first: the chosen one
+    assert sorted(rows) == sorted(report._e(row["name"]) for row in record["candidates"])
+    assert section.count(">chosen</td>") == 1 and "± 3%" in section and "16 held-out training pictures" in section
+    assert HOSTILE_NAME not in page and "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+    assert_fetches_nothing_outside(page)
+    (tmp_path / "candidates.json").write_text('{"candidates": [')
+    assert "How the model was chosen" not in report.build_report(tmp_path)  # unreadable: left out quietly
