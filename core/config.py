@@ -13,6 +13,10 @@ OPTIMIZERS = ("adam", "sgd")
 WEIGHTS_CHOICES = ("imagenet", "none")  # or a path to a weights file
 RESIZE_POLICIES = ("center_crop", "pad", "stretch")
 PRESETS = ("seed",)
+RECIPES = ("auto", "manual")
+# Settings that only the manual recipe reads: giving any of them explicitly means "manual", respected exactly.
+MANUAL_SETTINGS = ("freeze_depth", "head", "learning_rate", "optimizer", "two_phase", "augment", "preset",
+                   "early_stopping", "head_epochs")
 CLASSICAL_HEADS = ("svm", "random_forest")
 # The autoencoder's default head. Its encoder's features are low-level (three conv stages): averaged
 # over the image ("gap") they lose where things are, and on the demo shapes a GAP head on the pretrained
@@ -46,6 +50,7 @@ class TrainConfig:
     71-79 % after 20.
     """
 
+    recipe: str = "auto"               # "auto": cross-validated choice (core.auto); "manual": the settings below
     model: str = "vgg16"               # "vgg16" or "autoencoder"
     weights: str = "imagenet"          # "imagenet" (Keras download), "none" (random init) or a weights file path
     freeze_depth: int = 4              # first k of VGG16's five conv blocks frozen; 5 = train the head only
@@ -88,6 +93,9 @@ class TrainConfig:
         values = {name: value for name, value in values.items() if name in known}
         if values.get("model") == "autoencoder" and "head" not in values:
             values["head"] = AUTOENCODER_HEAD
+        if "recipe" not in values and (values.get("model", "vgg16") != "vgg16" or any(
+                name in values and values[name] is not None for name in MANUAL_SETTINGS)):
+            values["recipe"] = "manual"
         if values.get("preset") is not None:
             values = apply_preset(values["preset"], values)
         config = cls(**values)
@@ -171,6 +179,7 @@ class TrainConfig:
             elif not isinstance(value, bool):
                 problems[name] = f"got {value!r}; expected true or false"
 
+        choice("recipe", RECIPES)
         choice("model", MODELS)
         choice("head", HEADS)
         choice("optimizer", OPTIMIZERS)
@@ -209,9 +218,16 @@ class TrainConfig:
                 and self.model == "vgg16":
             problems["freeze_depth"] = (f"got 0 with head {self.head!r}; the svm and random_forest heads fit "
                                         "frozen features: choose a freeze depth from 1 to 5")
+        if self.recipe == "auto" and self.model != "vgg16" and "model" not in problems:
+            problems["recipe"] = (f"got 'auto' with model {self.model!r}; the auto recipe chooses among VGG16 "
+                                  "models: choose recipe 'manual' for the autoencoder")
         if problems:
             raise ConfigError(problems)
         return self
+
+    @property
+    def auto(self) -> bool:
+        return self.recipe == "auto"
 
 
 # The largest learning rate that left pretrained blocks intact when they train (Adam or SGD) on the
