@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from core import ingest, models, runs
+from core.callbacks import BestWeights, EventLogger, RunFailed, StopOnNaN, StopOnRequest, StopRequested
 
 import keras
 
@@ -42,23 +42,30 @@ def untrained_encoder():
         _skip_pretraining = previous
 
 
-def pretrain(config, dataset, writer: runs.RunWriter, clock, state, say, split=None) -> list:
+def pretrain(trainer, dataset, split=None) -> list:
     """Train the autoencoder with L = 1/(2N) sum ||x - x_hat||^2; return its (trained) encoder layers.
 
     Args:
+        trainer: the run's training.Trainer; pretraining reads its ``config``, writes through its
+            ``writer``, ``clock`` and ``log``, and starts its training clock (``mark_training_start``).
+        dataset: the run's labeled ingest.Dataset.
         split: the run's (train indices, validation indices) into ``dataset``; computed with
-            ingest.split(dataset, config.validation_fraction, config.seed), as training.train does, if None.
+            ingest.split(dataset, config.validation_fraction, config.seed), as the Trainer does, if None.
+    Raises:
+        RunFailed when the loss becomes NaN; StopRequested after a stop request (the autoencoder and
+        its pictures are saved first).
     """
+    config, writer, log = trainer.config, trainer.writer, trainer.log
     train_idx, val_idx = split if split is not None else ingest.split(
         dataset, config.validation_fraction, config.seed)
     images, val_images = dataset.images[train_idx], dataset.images[val_idx]
     n_unlabeled = 0
     if config.unlabeled:
-        with clock.phase("load_unlabeled"):
+        with trainer.clock.phase("load_unlabeled"):
             extra = ingest.load_unlabeled(config.unlabeled, config.image_size, policy=config.resize_policy,
                                           progress=lambda f, m: writer.progress("load_unlabeled", f, m))
         writer.event("unlabeled", images=int(len(extra.images)), skipped=extra.skipped)
-        say(f"unlabeled: {len(extra.images)} images ({len(extra.skipped)} skipped)")
+        log(f"unlabeled: {len(extra.images)} images ({len(extra.skipped)} skipped)")
         if len(extra.images):
             n_unlabeled = int(len(extra.images))
             images = np.concatenate([images, extra.images])
@@ -69,33 +76,31 @@ def pretrain(config, dataset, writer: runs.RunWriter, clock, state, say, split=N
                         loss=models.reconstruction_loss)
     grid = ReconstructionGrid(writer.path, (val_images if len(val_images) else images)[:GRID_IMAGES])
     if _skip_pretraining:
-        say("random-encoder baseline: the autoencoder is not trained")
+        log("random-encoder baseline: the autoencoder is not trained")
         grid.write(autoencoder, "final")
         autoencoder.save(Path(writer.path) / "autoencoder.keras")
         return encoder_layers
 
     steps = max(1, int(np.ceil(len(images) / config.batch_size)))
-    from core.training import RunEvents, RunFailed
-
-    events = RunEvents(writer, "autoencoder", config.autoencoder_epochs, steps, monitor_accuracy=False)
-    if state["train_started"] is None:
-        state["train_started"] = time.perf_counter()
-    say(f"pretraining the autoencoder on {len(images)} images ({n_unlabeled} unlabeled); "
+    logger = EventLogger(writer, "autoencoder", config.autoencoder_epochs, steps)
+    stop, nan = StopOnRequest(writer.path), StopOnNaN()
+    best = BestWeights(monitor_accuracy=False)  # no labels, no accuracy: the lowest validation loss
+    trainer.mark_training_start()
+    log(f"pretraining the autoencoder on {len(images)} images ({n_unlabeled} unlabeled); "
         f"{len(val_images)} validation images held out")
     # Targets are the images scaled to 0..1, matching the decoder's sigmoid output.
     images = images.astype("float32")
     val_data = (val_images.astype("float32"), val_images.astype("float32") / 255.0) if len(val_images) else None
-    with clock.phase("autoencoder"):
+    with trainer.clock.phase("autoencoder"):
         autoencoder.fit(images, images / 255.0, validation_data=val_data,
                         epochs=config.autoencoder_epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
-                        callbacks=[events, grid])
-    if events.nan:
+                        callbacks=[nan, logger, stop, best, grid])
+    if nan.nan:
         raise RunFailed("autoencoder loss became NaN: lower the autoencoder learning rate")
-    events.restore_best()
+    best.restore()
     grid.write(autoencoder, "final")
     autoencoder.save(Path(writer.path) / "autoencoder.keras")
-    if events.stopped:
-        from core.training import StopRequested
+    if stop.stopped:
         raise StopRequested()
     return encoder_layers
 

@@ -1,13 +1,17 @@
-"""One training function: validated config + labeled data in, a complete run directory out.
+"""One training run: a validated config and labeled data in, a complete run directory out.
 
-It reads top to bottom as a story: load the data, split it, build the model, cache the frozen
-part's output once, train the rest while announcing every batch and epoch as an event, keep the
-best epoch, then write the model, its labels and its metrics. The run directory is the only way
-it talks to the outside (status, events, a stop request file), so it runs the same in the app's
-job processes, the CLI, the tests and the benchmark.
+A ``Trainer`` owns the run (its config, run-directory writer, phase clock, log and the moment
+training started) and its steps are methods, so ``run`` reads top to bottom as the story: load the
+data and split it, build the model (pretraining the autoencoder first on that path), cache the
+frozen part's output once, fit the rest while the callbacks of core.callbacks announce every batch
+and epoch and keep the best epoch, then save the model, its labels and its metrics. The run
+directory is the only way it talks to the outside (status, events, a stop request file), so it runs
+the same in the app's job processes, the CLI, the tests and the benchmark. ``train`` is the one-call
+form everything else uses.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -16,24 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from core import backend, ingest, models, runs
+from core import autoencoder, backend, ingest, models, runs
+from core.callbacks import (BestWeights, EventLogger, PhaseClock, RunFailed, StopOnNaN, StopOnRequest,
+                            StopRequested)
 from core.config import TrainConfig
 from core.metrics import classification_metrics
 
 import keras
 
+# RunFailed and StopRequested live in core.callbacks (the autoencoder raises them too, without
+# importing this module); callers know them as training.RunFailed and training.StopRequested.
+__all__ = ["FEATURE_CACHE_DTYPE", "FitInputs", "FitOutcome", "LoadedData", "Phase", "RunFailed", "RunResult",
+           "StopRequested", "Trainer", "plain_error", "train"]
 
 # The cache stores activations at half precision: half the memory, and the rounding (about 1e-3
 # relative) is far below what training notices. Tests set float32 to show the paths are identical.
 FEATURE_CACHE_DTYPE = "float16"
-
-
-class RunFailed(RuntimeError):
-    """Training cannot go on; the message is for the user, in plain words."""
-
-
-class StopRequested(Exception):
-    pass
 
 
 @dataclass
@@ -45,90 +47,74 @@ class RunResult:
     error: str | None = None
 
 
-# ---------------------------------------------------------------------- callbacks
+@dataclass
+class LoadedData:
+    """The run's images and its split: indices into ``dataset`` for training and for validation."""
 
-class RunEvents(keras.callbacks.Callback):
-    """Announces batches and epochs as run events, honours stop requests, catches NaN, keeps the best epoch.
+    dataset: ingest.Dataset
+    train_idx: np.ndarray
+    val_idx: np.ndarray
 
-    A stop request is a file in the run directory; checking it after every batch makes a stop
-    land within one batch. The best weights (by validation accuracy, then loss) are kept in memory
-    and restored at the end, so a stopped run still leaves a usable model.
+    @property
+    def n_classes(self) -> int:
+        return len(self.dataset.classes)
+
+    # Cached: each is a copy of part of the dataset, made once however many steps read it.
+    @functools.cached_property
+    def x_train(self) -> np.ndarray:
+        return self.dataset.images[self.train_idx]
+
+    @functools.cached_property
+    def x_val(self) -> np.ndarray:
+        return self.dataset.images[self.val_idx]
+
+    @property
+    def y_train(self) -> np.ndarray:
+        """Class indices of the training images."""
+        return self.dataset.labels[self.train_idx]
+
+    @property
+    def y_val(self) -> np.ndarray:
+        return self.dataset.labels[self.val_idx]
+
+
+@dataclass
+class FitInputs:
+    """What a Keras fit trains on: cached boundary features and the model above the boundary, or
+    images and the full network. ``feature_cache`` is the note status.json records."""
+
+    x_train: np.ndarray
+    x_val: np.ndarray
+    model: keras.Model
+    feature_cache: dict
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.feature_cache["used"])
+
+
+@dataclass
+class Phase:
+    """One ``model.fit`` of a recipe.
+
+    ``unfreeze`` is what changes before it: None (the model as built), a VGG16 freeze depth 0..5, or
+    "encoder" (the autoencoder's encoder becomes trainable).
     """
 
-    def __init__(self, writer: runs.RunWriter, phase: str, epochs: int, steps: int,
-                 epoch_offset: int = 0, batch_interval: float = 0.2, monitor_accuracy: bool = True,
-                 weights_model=None):
-        super().__init__()
-        # The model whose weights are the best epoch's: the one being fit, unless phases fit different
-        # models over the same layers (cached head, then the full network), when it is the full one.
-        self.weights_model = weights_model
-        self.writer, self.phase, self.epochs, self.steps = writer, phase, epochs, steps
-        self.epoch_offset, self.batch_interval = epoch_offset, batch_interval
-        self.monitor_accuracy = monitor_accuracy
-        self.best_score = None
-        self.best_weights = None
-        self.best_epoch = None
-        self.stopped = False
-        self.nan = False
-        self._last_batch_event = 0.0
-        self._epoch_started = time.perf_counter()
-        self._epoch = 0
-        self.history: list[dict] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._epoch_started = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        logs = logs or {}
-        loss = float(logs.get("loss", float("nan")))
-        if not math.isfinite(loss):
-            self.nan = True
-            self.model.stop_training = True
-            return
-        now = time.perf_counter()
-        last = batch + 1 == self.steps
-        if last or now - self._last_batch_event >= self.batch_interval:
-            self._last_batch_event = now
-            self.writer.event("batch", phase=self.phase, epoch=self.epoch_offset + self._epoch + 1,
-                              batch=batch + 1, steps=self.steps, loss=loss,
-                              accuracy=_maybe_float(logs.get("accuracy")),
-                              fraction=round((self._epoch + (batch + 1) / self.steps) / self.epochs, 4))
-        if runs.stop_requested(self.writer.path):
-            self.stopped = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        record = {key: _maybe_float(logs.get(key)) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        if record["loss"] is not None and not math.isfinite(record["loss"]):
-            self.nan = True
-            self.model.stop_training = True
-            return
-        record = {key: value for key, value in record.items() if value is not None}
-        self.history.append(record)
-        self.writer.event("epoch", phase=self.phase, epoch=self.epoch_offset + epoch + 1,
-                          epochs=self.epoch_offset + self.epochs, seconds=round(time.perf_counter() - self._epoch_started, 3),
-                          **record)
-        score = self._score(record)
-        if score is not None and (self.best_score is None or score > self.best_score):
-            self.best_score, self.best_epoch = score, self.epoch_offset + epoch + 1
-            self.best_weights = [np.array(w) for w in (self.weights_model or self.model).get_weights()]
-
-    def _score(self, record):
-        if self.monitor_accuracy and "val_accuracy" in record:
-            return (record["val_accuracy"], -record.get("val_loss", 0.0))
-        if "val_loss" in record:
-            return (-record["val_loss"],)
-        return None
-
-    def restore_best(self):
-        if self.best_weights is not None:
-            (self.weights_model or self.model).set_weights(self.best_weights)
+    name: str  # the phase in events: "train", "head", "fine_tune", "fine_tune_encoder"
+    epochs: int
+    learning_rate: float
+    unfreeze: int | str | None = None
 
 
-def _maybe_float(value):
-    return None if value is None else float(value)
+@dataclass
+class FitOutcome:
+    """What a fit hands to ``save``: validation probabilities of the kept (best) model and how it ended."""
+
+    val_probabilities: np.ndarray
+    best_epoch: int | None
+    stopped: bool
+    feature_cache: dict | None
 
 
 # ---------------------------------------------------------------------- the run
@@ -148,20 +134,86 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
     Returns:
         RunResult; never raises for a failed run: the failure is in status.json and the result.
     """
-    writer = runs.RunWriter(run_dir)
-    config.validate()
-    writer.write_json("config.json", config.to_dict())
-    say = log or (lambda message: None)
-    clock = _Clock(writer, say)
-    state = {"train_started": None}
-    try:
-        device = backend.configure_device(config.mixed_precision)
-        writer.set_status("running", device=device, backend=backend.name(), pid=os.getpid(), error=None)
-        say(f"training on {device}")
-        keras.utils.set_random_seed(config.seed)
-        _check_stop(writer)
+    return Trainer(config, run_dir, log=log).run(data, dataset=dataset, split=split)
 
-        with clock.phase("load_data"):
+
+class Trainer:
+    """One training run and everything it shares between its steps.
+
+    Args:
+        config: the run's settings; validated here, once (ValueError naming every bad field).
+        run_dir: the run directory to write (created if missing).
+        log: optional callable(str) for human progress lines.
+
+    ``run`` does the whole run and turns every failure into the run's status; the steps (``load``,
+    ``build``, ``pretrain``, ``cache``, ``fit_keras``, ``fit_classical``, ``save``) can also be called
+    one by one, and then raise.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, *, log=None):
+        config.validate()
+        self.config = config
+        self.run_dir = run_dir
+        self.writer = runs.RunWriter(run_dir)
+        self.log = log or (lambda message: None)
+        self.clock = PhaseClock(self.writer, self.log)
+        self.train_started: float | None = None  # perf_counter() when training proper began
+
+    def run(self, data, *, dataset: ingest.Dataset | None = None, split: tuple | None = None) -> RunResult:
+        """Load, build, fit and save; see ``train`` for the arguments. Never raises for a failed run."""
+        config = self.config
+        self.writer.write_json("config.json", config.to_dict())
+        try:
+            self._start()
+            self.check_stop()
+            loaded = self.load(data, dataset=dataset, split=split)
+            self.check_stop()
+            network = self.build(loaded)
+            self.check_stop()
+            outcome = self.fit_classical(network, loaded) if config.classical else self.fit_keras(network, loaded)
+            return self.save(network, loaded, outcome)
+        except StopRequested:
+            self.writer.set_status("stopped", error=None)
+            self.log("stopped before training started")
+            return RunResult(str(self.run_dir), "stopped", None, None)
+        except BaseException as error:  # every failure becomes plain words in the run, never a traceback
+            message = plain_error(error)
+            self.writer.event("error", message=message, kind=type(error).__name__)
+            self.writer.set_status("failed", error=message)
+            self.log(f"failed: {message}")
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            return RunResult(str(self.run_dir), "failed", None, None, message)
+
+    def _start(self) -> None:
+        device = backend.configure_device(self.config.mixed_precision)
+        self.writer.set_status("running", device=device, backend=backend.name(), pid=os.getpid(), error=None)
+        self.log(f"training on {device}")
+        keras.utils.set_random_seed(self.config.seed)
+
+    def check_stop(self) -> None:
+        """Raise StopRequested if the run was asked to stop (between steps, before there is a model to keep)."""
+        if runs.stop_requested(self.writer.path):
+            raise StopRequested()
+
+    def mark_training_start(self, *, restart: bool = False) -> None:
+        """Start the clock of ``train_seconds`` (the first one counts), or start it afresh with ``restart``.
+
+        A computation of features restarts it, as it always has: a cached run's train_seconds
+        counts from its feature cache (after an autoencoder's pretraining, too).
+        """
+        if restart or self.train_started is None:
+            self.train_started = time.perf_counter()
+
+    def train_seconds(self) -> float | None:
+        return None if self.train_started is None else round(time.perf_counter() - self.train_started, 3)
+
+    # ------------------------------------------------------------------ steps
+
+    def load(self, data, *, dataset: ingest.Dataset | None = None, split: tuple | None = None) -> LoadedData:
+        """Load ``data`` (unless ``dataset`` is given), split it, and write dataset.json and labels.json."""
+        config, writer = self.config, self.writer
+        with self.clock.phase("load_data"):
             if dataset is None:
                 dataset = ingest.load_labeled(data, config.image_size, policy=config.resize_policy,
                                               progress=lambda f, m: writer.progress("load_data", f, m))
@@ -177,60 +229,192 @@ def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ing
                       "validation": [dataset.paths[i] for i in val_idx]},
         })
         writer.write_json("labels.json", list(dataset.classes))
-        say(f"{len(dataset.labels)} images, {len(dataset.classes)} classes; "
-            f"{len(train_idx)} train / {len(val_idx)} validation; {len(dataset.skipped)} skipped")
-        _check_stop(writer)
+        self.log(f"{len(dataset.labels)} images, {len(dataset.classes)} classes; "
+                 f"{len(train_idx)} train / {len(val_idx)} validation; {len(dataset.skipped)} skipped")
+        return LoadedData(dataset, train_idx, val_idx)
 
-        x_train, x_val = dataset.images[train_idx], dataset.images[val_idx]
-        y_train = keras.utils.to_categorical(dataset.labels[train_idx], len(dataset.classes))
-        y_val = keras.utils.to_categorical(dataset.labels[val_idx], len(dataset.classes))
+    def build(self, loaded: LoadedData) -> models.SplitModel:
+        """Build the classifier: VGG16 per the config, or an autoencoder pretrained here and its encoder."""
+        config = self.config
+        with self.clock.phase("build_model"):
+            if config.model == "vgg16":
+                self.log(f"building VGG16 (weights {config.weights}, freeze depth {config.freeze_depth}, "
+                         f"head {config.head})")
+                return models.build_vgg16_classifier(
+                    loaded.n_classes, image_size=config.image_size, weights=config.weights,
+                    freeze_depth=config.freeze_depth, head=config.head, dropout=config.dropout,
+                    augment=config.augment and not config.classical, seed=config.seed,
+                    progress=lambda f, m: self.writer.progress("weights", f, m))
+            # The autoencoder path: pretrain on every image available, then transfer the encoder.
+            encoder_layers = self.pretrain(loaded)
+            return models.build_encoder_classifier(encoder_layers, loaded.n_classes, image_size=config.image_size,
+                                                   head=config.head, dropout=config.dropout, seed=config.seed)
 
-        with clock.phase("build_model"):
-            network = _build(config, dataset, writer, clock, state, say, (train_idx, val_idx))
-        _check_stop(writer)
+    def pretrain(self, loaded: LoadedData) -> list:
+        """Pretrain the autoencoder on the training images (and config.unlabeled); its encoder layers."""
+        return autoencoder.pretrain(self, loaded.dataset, split=(loaded.train_idx, loaded.val_idx))
 
-        if config.classical:
-            outcome = _fit_classical(config, network, writer, x_train, dataset.labels[train_idx],
-                                     x_val, dataset.labels[val_idx], clock, state, say)
-        else:
-            outcome = _fit_keras(config, network, writer, x_train, y_train, x_val, y_val, clock, state, say)
-        train_seconds = round(time.perf_counter() - state["train_started"], 3) if state["train_started"] else None
+    def cache(self, network: models.SplitModel, loaded: LoadedData) -> FitInputs:
+        """Compute the frozen part's output once when that is exact and within the budget, else keep images.
 
-        with clock.phase("save"):
-            val_probabilities = outcome["val_probabilities"]
-            metrics = classification_metrics(dataset.labels[val_idx], val_probabilities, dataset.classes)
-            metrics["best_epoch"] = outcome.get("best_epoch")
-            writer.write_json("metrics.json", metrics)
-            _save_model(network.full, Path(run_dir) / "model.keras")
-        final_state = "stopped" if outcome["stopped"] else "done"
-        writer.set_status(final_state, train_seconds=train_seconds, val_accuracy=metrics["accuracy"],
-                          best_epoch=outcome.get("best_epoch"), feature_cache=outcome.get("feature_cache"))
-        say(f"{final_state}: validation accuracy {metrics['accuracy']:.3f}, train_seconds {train_seconds}")
-        return RunResult(str(run_dir), final_state, metrics["accuracy"], train_seconds)
-    except StopRequested:
-        writer.set_status("stopped", error=None)
-        say("stopped before training started")
-        return RunResult(str(run_dir), "stopped", None, None)
-    except BaseException as error:  # every failure becomes plain words in the run, never a traceback
-        message = plain_error(error)
-        writer.event("error", message=message, kind=type(error).__name__)
-        writer.set_status("failed", error=message)
-        say(f"failed: {message}")
-        if isinstance(error, KeyboardInterrupt):
-            raise
-        return RunResult(str(run_dir), "failed", None, None, message)
+        The choice and its reason are announced as a ``feature_cache`` event.
+        """
+        config = self.config
+        x_train, x_val = loaded.x_train, loaded.x_val
+        if network.lower is None or not config.uses_feature_cache:
+            reason = ("augmentation is on, and random changes below the freeze boundary make cached features wrong"
+                      if config.augment else "nothing is frozen" if network.lower is None
+                      else "the cache is switched off")
+            self.writer.event("feature_cache", used=False, reason=reason)
+            self.log(f"feature cache off: {reason}")
+            return FitInputs(x_train, x_val, network.full, {"used": False, "reason": reason})
+        shape = tuple(network.lower.output_shape[1:])
+        needed = (len(x_train) + len(x_val)) * int(np.prod(shape)) * 2
+        if needed > config.cache_budget_mb * 1024 * 1024:
+            reason = (f"the cache would need {needed / 2**20:.0f} MB, over the {config.cache_budget_mb} MB "
+                      "budget; training on images instead (slower)")
+            self.writer.event("feature_cache", used=False, reason=reason, bytes=needed)
+            self.log(f"feature cache off: {reason}")
+            return FitInputs(x_train, x_val, network.full, {"used": False, "reason": reason})
+        self.mark_training_start(restart=True)
+        total = len(x_train) + len(x_val)
+        with self.clock.phase("feature_cache"):
+            features = models.compute_features(
+                network.lower, np.concatenate([x_train, x_val]), batch_size=max(config.batch_size, 16),
+                dtype=FEATURE_CACHE_DTYPE, progress=lambda f, m: self.writer.progress("feature_cache", f, m),
+                message="caching frozen features")
+        self.writer.event("feature_cache", used=True, shape=list(shape), bytes=int(features.nbytes), images=total)
+        self.log(f"feature cache: {total} images x {shape} {features.dtype} = {features.nbytes / 2**20:.1f} MB")
+        return FitInputs(features[: len(x_train)], features[len(x_train):], network.upper,
+                         {"used": True, "shape": list(shape), "bytes": int(features.nbytes)})
+
+    def phases(self) -> list[Phase]:
+        """The recipe as a list of fits: one, or the head first and then fine-tuning at a tenth of the rate."""
+        config = self.config
+        if config.model == "autoencoder" and config.fine_tune_encoder:
+            return [Phase("head", config.epochs, config.learning_rate),
+                    Phase("fine_tune_encoder", max(1, config.epochs // 2), config.learning_rate / 10, "encoder")]
+        if config.two_phase and config.model == "vgg16" and config.freeze_depth < 5:
+            return [Phase("head", config.head_epochs, config.learning_rate, 5),
+                    Phase("fine_tune", config.epochs, config.learning_rate / 10, config.freeze_depth)]
+        return [Phase("train", config.epochs, config.learning_rate)]
+
+    def fit_keras(self, network: models.SplitModel, loaded: LoadedData) -> FitOutcome:
+        """Train the Keras head (and the unfrozen blocks) phase by phase, on cached features when that is exact.
+
+        Raises RunFailed when the loss becomes NaN. A stop request ends the current epoch and the run
+        keeps the best epoch so far.
+        """
+        config = self.config
+        inputs = self.cache(network, loaded)
+        self.mark_training_start()
+        y_train = keras.utils.to_categorical(loaded.y_train, loaded.n_classes)
+        y_val = keras.utils.to_categorical(loaded.y_val, loaded.n_classes)
+        phases = self.phases()
+        # With several phases the fitted model changes (a head on cached features, then the full
+        # network), so the best weights are always those of the full network.
+        best = BestWeights(weights_model=network.full if len(phases) > 1 else None)
+        model, x_train, x_val = inputs.model, inputs.x_train, inputs.x_val
+        epoch_offset, stopped = 0, False
+        for phase in phases:
+            if phase.unfreeze is not None:
+                model, x_train, x_val = self._unfreeze(network, phase.unfreeze, inputs, loaded)
+            models.compile_classifier(model, config.optimizer, phase.learning_rate, config.momentum,
+                                      jit_compile="auto" if model is network.full else False)
+            steps = max(1, math.ceil(len(x_train) / config.batch_size))
+            logger = EventLogger(self.writer, phase.name, phase.epochs, steps, epoch_offset=epoch_offset)
+            stop, nan = StopOnRequest(self.writer.path), StopOnNaN()
+            callbacks = [nan, logger, stop, best]
+            if config.early_stopping:
+                callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
+            with self.clock.phase(phase.name):
+                model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=phase.epochs,
+                          batch_size=config.batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+            if nan.nan:
+                raise RunFailed("loss became NaN: lower the learning rate")
+            epoch_offset += len(logger.history)
+            if stop.stopped:
+                stopped = True
+                break
+        best.restore()
+        val_probabilities = np.asarray(model.predict(x_val, batch_size=config.batch_size, verbose=0))
+        return FitOutcome(val_probabilities, best.best_epoch, stopped, inputs.feature_cache)
+
+    def _unfreeze(self, network: models.SplitModel, unfreeze, inputs: FitInputs, loaded: LoadedData):
+        """Set a phase's trainable layers; (the model to fit, its training inputs, its validation inputs)."""
+        images = (network.full, loaded.x_train, loaded.x_val)
+        if unfreeze == "encoder":
+            for layer in network.full.layers:
+                if layer.name.startswith("encoder_"):
+                    layer.trainable = True
+            self.log("fine-tuning the encoder at a tenth of the learning rate")
+            return images
+        models.set_freeze_depth(network, unfreeze)
+        if unfreeze < 5:
+            self.log(f"unfreezing to freeze depth {unfreeze} at a tenth of the learning rate")
+        # Cached features stay exact while every block below the boundary is still frozen.
+        if inputs.cached and unfreeze >= self.config.freeze_depth:
+            return network.upper, inputs.x_train, inputs.x_val
+        return images
+
+    def fit_classical(self, network: models.SplitModel, loaded: LoadedData) -> FitOutcome:
+        """Fit an SVM or random forest on pooled features of the frozen network; writes classifier.joblib."""
+        import joblib
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        config = self.config
+        x_train, x_val, y_train, y_val = loaded.x_train, loaded.x_val, loaded.y_train, loaded.y_val
+        self.mark_training_start(restart=True)
+        with self.clock.phase("feature_cache"):
+            features = models.compute_features(
+                network.full, np.concatenate([x_train, x_val]), batch_size=max(config.batch_size, 16),
+                dtype="float32", progress=lambda f, m: self.writer.progress("feature_cache", f, m),
+                message="computing frozen features")
+        f_train, f_val = features[: len(x_train)], features[len(x_train):]
+        self.check_stop()
+        started = time.perf_counter()
+        with self.clock.phase(config.head):
+            if config.head == "svm":
+                # Calibrated probabilities (SVC(probability=True) is deprecated in scikit-learn 1.9).
+                folds = int(max(2, min(3, np.bincount(y_train).min())))
+                estimator = make_pipeline(StandardScaler(), CalibratedClassifierCV(
+                    SVC(C=config.svm_c, kernel="linear", random_state=config.seed), cv=folds, ensemble=False))
+            else:
+                estimator = RandomForestClassifier(n_estimators=config.forest_trees, random_state=config.seed,
+                                                   n_jobs=1)
+            estimator.fit(f_train, y_train)
+        train_probabilities = _full_proba(estimator, f_train, len(np.unique(y_train)))
+        val_probabilities = _full_proba(estimator, f_val, train_probabilities.shape[1])
+        self.writer.event("epoch", phase=config.head, epoch=1, epochs=1,
+                          seconds=round(time.perf_counter() - started, 3),
+                          loss=_log_loss(y_train, train_probabilities),
+                          accuracy=float((train_probabilities.argmax(1) == y_train).mean()),
+                          val_loss=_log_loss(y_val, val_probabilities),
+                          val_accuracy=float((val_probabilities.argmax(1) == y_val).mean()))
+        joblib.dump(estimator, self.writer.path / "classifier.joblib")
+        return FitOutcome(val_probabilities, 1, False,
+                          {"used": True, "shape": list(features.shape[1:]), "bytes": int(features.nbytes)})
+
+    def save(self, network: models.SplitModel, loaded: LoadedData, outcome: FitOutcome) -> RunResult:
+        """Write metrics.json and model.keras, and the final status (done, or stopped with the best epoch kept)."""
+        train_seconds = self.train_seconds()
+        with self.clock.phase("save"):
+            metrics = classification_metrics(loaded.y_val, outcome.val_probabilities, loaded.dataset.classes)
+            metrics["best_epoch"] = outcome.best_epoch
+            self.writer.write_json("metrics.json", metrics)
+            _save_model(network.full, self.writer.path / "model.keras")
+        final_state = "stopped" if outcome.stopped else "done"
+        self.writer.set_status(final_state, train_seconds=train_seconds, val_accuracy=metrics["accuracy"],
+                               best_epoch=outcome.best_epoch, feature_cache=outcome.feature_cache)
+        self.log(f"{final_state}: validation accuracy {metrics['accuracy']:.3f}, train_seconds {train_seconds}")
+        return RunResult(str(self.run_dir), final_state, metrics["accuracy"], train_seconds)
 
 
-def _given_split(split, n_images: int):
-    train_idx, val_idx = (np.asarray(part, dtype=np.int64).reshape(-1) for part in split)
-    if not len(train_idx) or not len(val_idx):
-        raise ValueError("the given split needs at least one training and one validation image")
-    if min(train_idx.min(), val_idx.min()) < 0 or max(train_idx.max(), val_idx.max()) >= n_images:
-        raise ValueError(f"the given split has indices outside the dataset's {n_images} images")
-    if np.intersect1d(train_idx, val_idx).size:
-        raise ValueError("the given split uses the same image for training and validation")
-    return train_idx, val_idx
-
+# ---------------------------------------------------------------------- helpers
 
 def plain_error(error: BaseException) -> str:
     """Turn an exception into words a user can act on."""
@@ -244,33 +428,15 @@ def plain_error(error: BaseException) -> str:
         f"training failed unexpectedly ({type(error).__name__}: {str(error)[:300]})")
 
 
-class _Clock:
-    """Times phases and announces them as events."""
-
-    def __init__(self, writer, say):
-        self.writer, self.say = writer, say
-
-    def phase(self, name):
-        clock = self
-
-        class _Phase:
-            def __enter__(self):
-                self.started = time.perf_counter()
-                clock.writer.event("phase_start", name=name)
-
-            def __exit__(self, kind, value, tb):
-                if kind is None:
-                    seconds = round(time.perf_counter() - self.started, 3)
-                    clock.writer.event("phase", name=name, seconds=seconds)
-                    clock.say(f"{name}: {seconds:.1f} s")
-                return False
-
-        return _Phase()
-
-
-def _check_stop(writer):
-    if runs.stop_requested(writer.path):
-        raise StopRequested()
+def _given_split(split, n_images: int):
+    train_idx, val_idx = (np.asarray(part, dtype=np.int64).reshape(-1) for part in split)
+    if not len(train_idx) or not len(val_idx):
+        raise ValueError("the given split needs at least one training and one validation image")
+    if min(train_idx.min(), val_idx.min()) < 0 or max(train_idx.max(), val_idx.max()) >= n_images:
+        raise ValueError(f"the given split has indices outside the dataset's {n_images} images")
+    if np.intersect1d(train_idx, val_idx).size:
+        raise ValueError("the given split uses the same image for training and validation")
+    return train_idx, val_idx
 
 
 def _save_model(model, path: Path):
@@ -284,162 +450,6 @@ def _save_model(model, path: Path):
             tmp.unlink()
 
 
-# ---------------------------------------------------------------------- model building
-
-def _build(config, dataset, writer, clock, state, say, indices):
-    n_classes = len(dataset.classes)
-    if config.model == "vgg16":
-        say(f"building VGG16 (weights {config.weights}, freeze depth {config.freeze_depth}, head {config.head})")
-        return models.build_vgg16_classifier(
-            n_classes, image_size=config.image_size, weights=config.weights,
-            freeze_depth=config.freeze_depth, head=config.head,
-            dropout=config.dropout, augment=config.augment and not config.classical, seed=config.seed,
-            progress=lambda f, m: writer.progress("weights", f, m))
-    # The autoencoder path: pretrain on every image available, then transfer the encoder.
-    from core import autoencoder
-
-    encoder_layers = autoencoder.pretrain(config, dataset, writer, clock, state, say, split=indices)
-    return models.build_encoder_classifier(encoder_layers, n_classes, image_size=config.image_size,
-                                           head=config.head, dropout=config.dropout, seed=config.seed)
-
-
-# ---------------------------------------------------------------------- Keras heads
-
-def _fit_keras(config, split, writer, x_train, y_train, x_val, y_val, clock, state, say):
-    """Train the Keras head (and the unfrozen blocks), on cached features when that is exact."""
-    x_train_in, x_val_in, model, cache_note = _inputs_for(config, split, writer, x_train, x_val, clock, state, say)
-    if state["train_started"] is None:
-        state["train_started"] = time.perf_counter()
-
-    phases = []
-    if config.two_phase and config.model == "vgg16" and config.freeze_depth < 5:
-        phases.append(("head", config.head_epochs, config.learning_rate, 5))
-        phases.append(("fine_tune", config.epochs, config.learning_rate / 10, config.freeze_depth))
-    else:
-        phases.append(("train", config.epochs, config.learning_rate, None))
-    if config.model == "autoencoder" and config.fine_tune_encoder:
-        phases = [("head", config.epochs, config.learning_rate, None),
-                  ("fine_tune_encoder", max(1, config.epochs // 2), config.learning_rate / 10, "encoder")]
-
-    epoch_offset, best, stopped, events = 0, None, False, None
-    for phase_name, epochs, learning_rate, depth in phases:
-        if depth is not None:
-            model = _refreeze(config, split, depth, writer, say)
-            x_train_in, x_val_in = (x_train, x_val) if model is split.full else (x_train_in, x_val_in)
-        models.compile_classifier(model, config.optimizer, learning_rate, config.momentum,
-                                  jit_compile="auto" if model is split.full else False)
-        steps = max(1, math.ceil(len(x_train_in) / config.batch_size))
-        events = RunEvents(writer, phase_name, epochs, steps, epoch_offset=epoch_offset,
-                           weights_model=split.full if len(phases) > 1 else None)
-        if best is not None:  # carry the best-so-far across phases
-            events.best_score, events.best_weights, events.best_epoch = best
-        callbacks = [events]
-        if config.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
-        with clock.phase(phase_name):
-            model.fit(x_train_in, y_train, validation_data=(x_val_in, y_val), epochs=epochs,
-                      batch_size=config.batch_size, shuffle=True, verbose=0, callbacks=callbacks)
-        if events.nan:
-            raise RunFailed("loss became NaN: lower the learning rate")
-        epoch_offset += len(events.history)
-        best = (events.best_score, events.best_weights, events.best_epoch)
-        if events.stopped:
-            stopped = True
-            break
-    if events.best_weights is not None:
-        events.restore_best()
-    val_probabilities = np.asarray(model.predict(x_val_in, batch_size=config.batch_size, verbose=0))
-    return {"val_probabilities": val_probabilities, "best_epoch": events.best_epoch, "stopped": stopped,
-            "feature_cache": cache_note}
-
-
-def _inputs_for(config, split, writer, x_train, x_val, clock, state, say):
-    """Decide cached or uncached; return (train inputs, val inputs, the model to fit, a note)."""
-    if split.lower is None or not config.uses_feature_cache:
-        reason = ("augmentation is on, and random changes below the freeze boundary make cached features wrong"
-                  if config.augment else "nothing is frozen" if split.lower is None else "the cache is switched off")
-        writer.event("feature_cache", used=False, reason=reason)
-        say(f"feature cache off: {reason}")
-        return x_train, x_val, split.full, {"used": False, "reason": reason}
-    shape = tuple(split.lower.output_shape[1:])
-    needed = (len(x_train) + len(x_val)) * int(np.prod(shape)) * 2
-    budget = config.cache_budget_mb * 1024 * 1024
-    if needed > budget:
-        reason = (f"the cache would need {needed / 2**20:.0f} MB, over the {config.cache_budget_mb} MB budget; "
-                  "training on images instead (slower)")
-        writer.event("feature_cache", used=False, reason=reason, bytes=needed)
-        say(f"feature cache off: {reason}")
-        return x_train, x_val, split.full, {"used": False, "reason": reason}
-    state["train_started"] = time.perf_counter()
-    total = len(x_train) + len(x_val)
-    with clock.phase("feature_cache"):
-        features = models.compute_features(
-            split.lower, np.concatenate([x_train, x_val]), batch_size=max(config.batch_size, 16),
-            dtype=FEATURE_CACHE_DTYPE, progress=lambda f, m: writer.progress("feature_cache", f, m),
-            message="caching frozen features")
-    writer.event("feature_cache", used=True, shape=list(shape), bytes=int(features.nbytes), images=total)
-    say(f"feature cache: {total} images x {shape} {features.dtype} = {features.nbytes / 2**20:.1f} MB")
-    return features[: len(x_train)], features[len(x_train):], split.upper, {
-        "used": True, "shape": list(shape), "bytes": int(features.nbytes)}
-
-
-def _refreeze(config, split, depth, writer, say):
-    """Switch to a phase's freeze depth; returns the model to fit (full when the cache no longer applies)."""
-    if depth == "encoder":
-        for layer in split.full.layers:
-            if layer.name.startswith("encoder_"):
-                layer.trainable = True
-        say("fine-tuning the encoder at a tenth of the learning rate")
-        return split.full
-    models.set_freeze_depth(split, depth)
-    if depth == 5 and split.lower is not None:
-        return split.upper
-    say(f"unfreezing to freeze depth {depth} at a tenth of the learning rate")
-    return split.full if depth < config.freeze_depth or split.lower is None else split.upper
-
-
-# ---------------------------------------------------------------------- classical heads
-
-def _fit_classical(config, split, writer, x_train, y_train, x_val, y_val, clock, state, say):
-    """Fit an SVM or random forest on pooled features of the frozen network."""
-    import joblib
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    state["train_started"] = time.perf_counter()
-    with clock.phase("feature_cache"):
-        features = models.compute_features(
-            split.full, np.concatenate([x_train, x_val]), batch_size=max(config.batch_size, 16),
-            dtype="float32", progress=lambda f, m: writer.progress("feature_cache", f, m),
-            message="computing frozen features")
-    f_train, f_val = features[: len(x_train)], features[len(x_train):]
-    _check_stop(writer)
-    started = time.perf_counter()
-    with clock.phase(config.head):
-        if config.head == "svm":
-            # Calibrated probabilities (SVC(probability=True) is deprecated in scikit-learn 1.9).
-            folds = int(max(2, min(3, np.bincount(y_train).min())))
-            estimator = make_pipeline(StandardScaler(), CalibratedClassifierCV(
-                SVC(C=config.svm_c, kernel="linear", random_state=config.seed), cv=folds, ensemble=False))
-        else:
-            estimator = RandomForestClassifier(n_estimators=config.forest_trees, random_state=config.seed,
-                                               n_jobs=1)
-        estimator.fit(f_train, y_train)
-    train_probabilities = _full_proba(estimator, f_train, len(np.unique(y_train)))
-    val_probabilities = _full_proba(estimator, f_val, train_probabilities.shape[1])
-    n_classes = train_probabilities.shape[1]
-    writer.event("epoch", phase=config.head, epoch=1, epochs=1, seconds=round(time.perf_counter() - started, 3),
-                 loss=_log_loss(y_train, train_probabilities), accuracy=float((train_probabilities.argmax(1) == y_train).mean()),
-                 val_loss=_log_loss(y_val, val_probabilities, n_classes),
-                 val_accuracy=float((val_probabilities.argmax(1) == y_val).mean()))
-    joblib.dump(estimator, Path(writer.path) / "classifier.joblib")
-    return {"val_probabilities": val_probabilities, "best_epoch": 1, "stopped": False,
-            "feature_cache": {"used": True, "shape": list(features.shape[1:]), "bytes": int(features.nbytes)}}
-
-
 def _full_proba(estimator, features, n_classes):
     """predict_proba with a column for every class, even one missing from the training split."""
     probabilities = estimator.predict_proba(features)
@@ -448,6 +458,6 @@ def _full_proba(estimator, features, n_classes):
     return full
 
 
-def _log_loss(y, probabilities, n_classes=None):
+def _log_loss(y, probabilities):
     picked = probabilities[np.arange(len(y)), y]
     return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))

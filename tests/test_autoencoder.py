@@ -10,7 +10,7 @@ from PIL import Image
 
 import keras
 
-from core import autoencoder, demo_data, ingest, models, runs, training
+from core import autoencoder, callbacks, demo_data, ingest, models, runs, training
 from core.config import TrainConfig
 
 TINY = {"model": "autoencoder", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8, "seed": 1,
@@ -119,7 +119,7 @@ def test_untrained_encoder_is_the_random_baseline(demo_dir, tmp_path):
 def test_best_epoch_in_the_cached_head_phase_is_restored_onto_the_full_network(demo_dir, tmp_path, monkeypatch):
     # Force the first epoch (cached head phase) to score best, so the end of the run restores weights
     # snapshotted while the head trained on cached features onto the full network fine-tuned after it.
-    monkeypatch.setattr(training.RunEvents, "_score", lambda self, record: (-len(self.history) - self.epoch_offset,))
+    monkeypatch.setattr(callbacks.BestWeights, "_score", lambda self, record: (-self.epochs_seen,))
     run = tmp_path / "best-first"
     result = training.train(tiny(fine_tune_encoder=True, epochs=2, autoencoder_epochs=1), demo_dir, run)
     assert result.state == "done", result.error

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from core import ingest, models, runs, training
+from core import callbacks, ingest, models, runs, training
 from core.config import TrainConfig
 
 TINY = {"weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8, "seed": 1}
@@ -115,7 +115,7 @@ def test_stop_request_stops_within_one_batch_and_leaves_a_model(demo_dir, tmp_pa
     run = tmp_path / "r"
 
     # Request the stop from inside: after the 3rd batch event the stop file appears.
-    original = training.RunEvents.on_train_batch_end
+    original = callbacks.StopOnRequest.on_train_batch_end
     seen = []
 
     def on_batch_end(self, batch, logs=None):
@@ -124,11 +124,11 @@ def test_stop_request_stops_within_one_batch_and_leaves_a_model(demo_dir, tmp_pa
             runs.request_stop(run)
         original(self, batch, logs)
 
-    training.RunEvents.on_train_batch_end = on_batch_end
+    callbacks.StopOnRequest.on_train_batch_end = on_batch_end
     try:
         result = training.train(tiny(epochs=50, batch_size=2), demo_dir, run)
     finally:
-        training.RunEvents.on_train_batch_end = original
+        callbacks.StopOnRequest.on_train_batch_end = original
     assert result.state == "stopped"
     assert len(seen) == 3  # not one batch more
     model = keras.saving.load_model(run / "model.keras")
