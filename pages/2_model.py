@@ -1,14 +1,16 @@
-"""Model page: weights, how many VGG16 blocks stay frozen (drawn as a diagram with parameter counts
-and the feature-cache cut), the head, the optimizer and learning rate (with a range test), and
-the rest of the training settings. Settings live in st.session_state["config"]."""
+"""Model page: how to train (Automatic, which compares a few models by cross-validation, or Manual),
+the weights, and for Manual how many VGG16 blocks stay frozen (drawn as a diagram with parameter
+counts and the feature-cache cut), the head, the optimizer and learning rate (with a range test), and
+the rest of the training settings. Settings live in st.session_state["config"]; the manual ones stay
+there while Automatic is chosen, so switching back finds them as they were."""
 import math
 import secrets
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import auto, models, runs
 from core import config as cfg_module
-from core import models, runs
 from core.config import TrainConfig
 from pages import common
 
@@ -21,6 +23,9 @@ WEIGHTS_LABELS = {"imagenet": "ImageNet (pretrained)", "none": "None (random sta
 HEAD_LABELS = {"gap": "Global average pooling + softmax (small, fast)",
                "seed": "Flatten + Dense 1024 + softmax (the seed recipe)",
                "svm": "SVM on frozen features", "random_forest": "Random forest on frozen features"}
+RECIPE_LABELS = {"auto": "Automatic (recommended)", "manual": "Manual"}
+RECIPE_CAPTIONS = {"auto": "Compares a few models by cross-validation and keeps the best",
+                   "manual": "You choose the frozen blocks, head, optimizer, learning rate and epochs"}
 FROZEN_COLOUR, TRAINABLE_COLOUR, HEAD_COLOUR = "#9aa9bd", "#f28e2b", "#59a14f"
 
 
@@ -69,12 +74,48 @@ def apply_seed_preset() -> None:
     values.update(cfg_module.SEED_PRESET)
     values["weights"] = weights
     values["preset"] = None
+    values["recipe"] = "manual"  # a preset is a manual recipe
     reset_widgets()
 
 
 def apply_learning_rate(rate: float) -> None:
     common.config()["learning_rate"] = snap(rate, LR_GRID)
     st.session_state[KEY + "learning_rate"] = snap(rate, LR_GRID)
+
+
+# ---------------------------------------------------------------------- how to train
+
+def recipe_section(values: dict) -> str:
+    """The choice between the automatic and the manual recipe; returns the one chosen."""
+    st.subheader("How to train")
+    recipe_widget = setting("recipe", values.get("recipe") if values.get("recipe") in cfg_module.RECIPES
+                            else DEFAULTS.recipe)
+    values["recipe"] = st.radio("How to train", list(cfg_module.RECIPES), **recipe_widget, horizontal=True,
+                                format_func=RECIPE_LABELS.get, label_visibility="collapsed",
+                                captions=[RECIPE_CAPTIONS[recipe] for recipe in cfg_module.RECIPES])
+    if values["recipe"] == "manual":
+        st.button("Start from the seed recipe", key="seed_preset", on_click=apply_seed_preset,
+                  help="VGG16 frozen, Flatten-Dense(1024) head, SGD 1e-4 with momentum 0.9, 10 epochs "
+                       "(the weights stay as you chose)")
+    else:
+        blocks = ", ".join(str(block) for block in auto.FEATURE_BLOCKS[:-1]) + f" and {auto.FEATURE_BLOCKS[-1]}"
+        st.markdown(
+            f"Your training pictures go once through VGG16 with every block frozen. Linear classifiers on the "
+            f"averaged features of blocks {blocks} are compared (and fine-tuning block 5 as well, when every "
+            f"class has at least {auto.FINE_TUNE_MIN_PER_CLASS} training pictures), each scored by "
+            "cross-validation on the training pictures only, and the best one becomes your model. With fewer "
+            f"than {auto.FEW_PER_CLASS} pictures a class, every picture trains the final model and the accuracy "
+            "shown comes from cross-validated predictions instead of a held-out validation share.")
+    return values["recipe"]
+
+
+def auto_settings_section(values: dict) -> None:
+    """The few settings the automatic recipe reads besides the weights."""
+    st.subheader("Pictures and validation")
+    size, share, seed = st.columns(3)
+    image_size_setting(size, values)
+    validation_share_setting(share, values)
+    seed_setting(seed, values)
 
 
 # ---------------------------------------------------------------------- the diagram
@@ -201,9 +242,7 @@ def training_section(values: dict) -> None:
     values["epochs"] = a.number_input("Epochs", 1, 1000, step=1, **epochs_widget)
     batch_widget = setting("batch_size", _int_in(values.get("batch_size"), 1, 1024, DEFAULTS.batch_size))
     values["batch_size"] = b.number_input("Batch size", 1, 1024, step=1, **batch_widget)
-    size_widget = setting("image_size", snap(values.get("image_size", DEFAULTS.image_size), IMAGE_SIZES))
-    values["image_size"] = c.select_slider("Image size (pixels)", IMAGE_SIZES, **size_widget,
-                                           help="Pictures are resized to this square; larger is slower.")
+    image_size_setting(c, values)
     augment_widget = setting("augment", bool(values.get("augment", DEFAULTS.augment)))
     values["augment"] = st.checkbox("Augmentation (random flips, rotations, zooms)", **augment_widget)
     if values["augment"]:
@@ -220,19 +259,38 @@ def training_section(values: dict) -> None:
                        "second phase.")
     with st.expander("More settings"):
         x, y, z = st.columns(3)
-        share = float(values.get("validation_fraction") or DEFAULTS.validation_fraction)
-        val_widget = setting("validation_fraction", min(max(share, 0.05), 0.5))
-        values["validation_fraction"] = x.slider("Validation share", 0.05, 0.5, step=0.05, **val_widget)
+        validation_share_setting(x, values)
         dropout_widget = setting("dropout", min(max(float(values.get("dropout") or 0.0), 0.0), 0.9))
         values["dropout"] = y.slider("Dropout (pooling head)", 0.0, 0.9, step=0.05, **dropout_widget)
-        seed_widget = setting("seed", _int_in(values.get("seed"), 0, 2**31 - 1, DEFAULTS.seed))
-        values["seed"] = z.number_input("Seed", 0, 2**31 - 1, step=1, **seed_widget)
+        seed_setting(z, values)
         stop_widget = setting("early_stopping", bool(values.get("early_stopping", DEFAULTS.early_stopping)))
         values["early_stopping"] = x.checkbox("Early stopping", **stop_widget)
         patience_widget = setting("patience", _int_in(values.get("patience"), 1, 100, DEFAULTS.patience))
         values["patience"] = y.number_input("Patience (epochs)", 1, 100, step=1, **patience_widget)
         cache_widget = setting("cache_features", bool(values.get("cache_features", DEFAULTS.cache_features)))
         values["cache_features"] = z.checkbox("Feature cache", **cache_widget)
+
+
+# The three settings both recipes read, drawn by one function each so both layouts bind the same widget.
+
+def image_size_setting(container, values: dict) -> None:
+    size_widget = setting("image_size", snap(values.get("image_size", DEFAULTS.image_size), IMAGE_SIZES))
+    values["image_size"] = container.select_slider("Image size (pixels)", IMAGE_SIZES, **size_widget,
+                                                   help="Pictures are resized to this square; larger is slower.")
+
+
+def validation_share_setting(container, values: dict) -> None:
+    share = float(values.get("validation_fraction") or DEFAULTS.validation_fraction)
+    val_widget = setting("validation_fraction", min(max(share, 0.05), 0.5))
+    values["validation_fraction"] = container.slider(
+        "Validation share", 0.05, 0.5, step=0.05, **val_widget,
+        help=f"Pictures held out to measure the model. Automatic training holds none out when a class has "
+             f"fewer than {auto.FEW_PER_CLASS} pictures: cross-validation measures it instead.")
+
+
+def seed_setting(container, values: dict) -> None:
+    seed_widget = setting("seed", _int_in(values.get("seed"), 0, 2**31 - 1, DEFAULTS.seed))
+    values["seed"] = container.number_input("Seed", 0, 2**31 - 1, step=1, **seed_widget)
 
 
 def _int_in(value, low, high, default):
@@ -295,26 +353,27 @@ def main() -> None:
     values = common.config()
     info = common.current_dataset()
     n_classes = max(2, len(info["classes"])) if info else 4
-    left, right = st.columns([3, 1])
-    left.caption("Choose what to train. Every change is kept for the Train page.")
-    right.button("Seed recipe preset", key="seed_preset", on_click=apply_seed_preset,
-                 help="VGG16 frozen, Flatten-Dense(1024) head, SGD 1e-4 with momentum 0.9, 10 epochs "
-                      "(the weights stay as you chose)")
+    st.caption("Choose what to train. Every change is kept for the Train page.")
+    recipe = recipe_section(values)
     weights_section(values)
-    architecture_section(values, n_classes)
-    optimizer_section(values)
-    training_section(values)
-    advice = cfg_module.learning_rate_advice(values)
-    if advice:
-        st.warning(advice)
+    if recipe == "auto":
+        auto_settings_section(values)
+    else:
+        architecture_section(values, n_classes)
+        optimizer_section(values)
+        training_section(values)
+        advice = cfg_module.learning_rate_advice(values)
+        if advice:
+            st.warning(advice)
     st.session_state["config"] = values
     _, problems = common.validate_config(values)
     if problems:
         common.show_config_problems(problems)
     else:
-        st.success(f"These settings are valid: {common.plain(common.settings_summary(values), 400)}. "
+        st.success(f"These settings are valid. {common.plain(common.settings_summary(values), 400)}. "
                    "Start training on the **Train** page.")
-    lr_finder_section(values)
+    if recipe == "manual":
+        lr_finder_section(values)
 
 
 common.run_page(main)

@@ -139,7 +139,9 @@ def start_run(values: dict, info: dict) -> None:
                                            "fine_tune_encoder", "image_size")}
     chosen["autoencoder_epochs"], chosen["epochs"] = int(chosen["autoencoder_epochs"]), int(chosen["epochs"])
     chosen["fine_tune_encoder"] = bool(chosen["fine_tune_encoder"]) and values["head"] not in ("svm", "random_forest")
-    settings_values = {**common.config(), **chosen, "model": "autoencoder", "preset": None, "two_phase": False,
+    # the autoencoder path is always the manual recipe (auto chooses among VGG16 models only)
+    settings_values = {**common.config(), **chosen, "model": "autoencoder", "recipe": "manual", "preset": None,
+                       "two_phase": False,
                        "unlabeled": unlabeled["path"] if unlabeled and values.get("use_unlabeled") else None}
     config, problems = common.validate_config(settings_values)
     if problems:

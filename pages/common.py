@@ -263,22 +263,27 @@ def validate_config(values: dict) -> tuple[TrainConfig | None, dict[str, str]]:
 
 
 def settings_summary(values: dict) -> str:
-    """The settings in one line of words (plain text: wrap in ``plain`` for Markdown)."""
+    """The settings in one line of words (plain text: wrap in ``plain`` for Markdown). Recipe "auto"
+    names only what it reads; settings without a recipe are read as manual (they predate auto)."""
     weights = values.get("weights")
     weights = weights if weights in ("imagenet", "none") else "uploaded file"
+    if values.get("recipe") == "auto":
+        # core.auto's candidates (FEATURE_BLOCKS, the block-5 fine-tune), named here without importing Keras
+        return (f"Automatic: VGG16 (weights {weights}), the best of linear heads on blocks 3-5 or fine-tuning "
+                f"block 5, chosen by cross-validation, {values.get('image_size')} px")
     try:
         rate = f"{float(values.get('learning_rate')):.1e}"
     except (TypeError, ValueError):
         rate = str(values.get("learning_rate"))
     model = {"vgg16": "VGG16", "autoencoder": "Autoencoder"}.get(values.get("model", "vgg16"), values.get("model"))
-    return (f"{model}, weights {weights}, {values.get('freeze_depth')} of 5 blocks "
+    return (f"Manual: {model}, weights {weights}, {values.get('freeze_depth')} of 5 blocks "
             f"frozen, head {values.get('head')}, {values.get('optimizer')} at learning rate {rate}, "
             f"{values.get('epochs')} epochs, batch {values.get('batch_size')}, {values.get('image_size')} px"
             + (", augmentation" if values.get("augment") else "") + (", two-phase" if values.get("two_phase") else ""))
 
 
 FIELD_LABELS = {
-    "learning_rate": "Learning rate", "freeze_depth": "Frozen blocks", "epochs": "Epochs",
+    "recipe": "How to train", "learning_rate": "Learning rate", "freeze_depth": "Frozen blocks", "epochs": "Epochs",
     "batch_size": "Batch size", "image_size": "Image size", "weights": "Weights", "head": "Head",
     "optimizer": "Optimizer", "momentum": "Momentum", "head_epochs": "Head epochs (two-phase)",
     "validation_fraction": "Validation share", "dropout": "Dropout", "augment": "Augmentation",

@@ -7,8 +7,9 @@ TRAIN = "pages/3_train.py"
 
 
 def tiny_settings(at):
-    """Set 32 px, weights none, 1 epoch through the Model page's widgets, as a user would."""
+    """Set Manual, 32 px, weights none, 1 epoch through the Model page's widgets, as a user would."""
     at.switch_page("pages/2_model.py").run()
+    at.radio(key="cfg::recipe").set_value("manual").run()
     at.select_slider(key="cfg::image_size").set_value(32).run()
     at.radio(key="cfg::weights_choice").set_value("none").run()
     at.number_input(key="cfg::epochs").set_value(1).run()
