@@ -55,17 +55,6 @@ FINE_TUNE_MIN_PER_CLASS = 20
 FINE_TUNE_HOLDOUT = 0.2
 
 
-@keras.saving.register_keras_serializable(package="transfer_studio")
-class SignedSquareRoot(layers.Layer):
-    """sign(x) * sqrt(|x|): power normalisation of pooled features (a plain layer, so safe_mode loads it)."""
-
-    def call(self, inputs):
-        return keras.ops.sign(inputs) * keras.ops.sqrt(keras.ops.abs(inputs))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
 def power_normalise(features: np.ndarray) -> np.ndarray:
     """The same transform in NumPy, for the features the candidates are scored on."""
     features = np.asarray(features, dtype="float32")
@@ -340,7 +329,7 @@ def build_linear_classifier(base: keras.Model, block: int, fit: LinearFit, *, im
         layer.trainable = False
         x = layer(x)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    x = SignedSquareRoot(name="head_power_norm")(x)
+    x = models.SignedSquareRoot(name="head_power_norm")(x)
     dense = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")
     output = dense(x)
     dense.set_weights(fit.dense_weights())

@@ -55,6 +55,35 @@ def run_split(run_dir: str | os.PathLike, which: str = "validation") -> ingest.D
     return _relabel(dataset.subset(kept), classes)
 
 
+HELD_OUT_WORDS = {
+    "cross_validation": "cross-validated predictions on the training pictures (each picture predicted by a "
+                        "model that did not see it)",
+    "held_out": "training pictures held out from the chosen candidate's training",
+}
+
+
+def _held_out_predictions(run_dir) -> dict | None:
+    """A run without a validation split (recipe auto, few pictures) keeps its held-out predictions instead."""
+    info = read_json(Path(run_dir) / "dataset.json") or {}
+    if info.get("split", {}).get("validation"):
+        return None
+    stored = read_json(Path(run_dir) / "held_out_predictions.json")
+    if not isinstance(stored, dict) or stored.get("evaluation") not in HELD_OUT_WORDS:
+        return None
+    return stored
+
+
+def _held_out_dataset(run_dir, held_out: dict) -> tuple[ingest.Dataset, np.ndarray]:
+    """The held-out pictures (reloaded) and their stored probabilities, in the same order."""
+    dataset = run_split(run_dir, "train")
+    where = {path: index for index, path in enumerate(dataset.paths)}
+    pairs = [(where[path], row) for path, row in zip(held_out["paths"], held_out["probabilities"]) if path in where]
+    if not pairs:
+        raise EvaluationError("none of the pictures this run was scored on are where it was trained any more: "
+                              "evaluate it on a labeled folder or zip instead")
+    return dataset.subset([index for index, _ in pairs]), np.asarray([row for _, row in pairs], dtype="float64")
+
+
 def labeled_data(predictor: Predictor, data) -> ingest.Dataset:
     """A labeled folder or zip (path or bytes) read for ``predictor``: its image size and policy, its classes.
 
@@ -98,18 +127,24 @@ def evaluate_with_images(run_dir: str | os.PathLike, data=None, *, feature_map: 
     if feature_map is not None and feature_map not in FEATURE_MAP_METHODS:
         raise ValueError(f"feature_map must be one of {', '.join(FEATURE_MAP_METHODS)} or None, got {feature_map!r}")
     predictor = load_predictor(run_dir)
-    dataset = run_split(run_dir, "validation") if data is None else labeled_data(predictor, data)
+    held_out = _held_out_predictions(run_dir) if data is None else None
+    if held_out is not None:
+        dataset, stored = _held_out_dataset(run_dir, held_out)
+    else:
+        dataset = run_split(run_dir, "validation") if data is None else labeled_data(predictor, data)
     if not len(dataset.images):
         raise EvaluationError("there are no labeled images to evaluate on (every file was skipped: see skipped)")
     probabilities, features = _model_outputs(predictor, dataset)
+    if held_out is not None:
+        probabilities = stored  # predicted by models that did not see the picture, not by the final one
     result = classification_metrics(dataset.labels, probabilities, predictor.classes)
     predicted = probabilities.argmax(axis=1)
     rows = [{"index": index, "path": dataset.paths[index], "true": predictor.classes[dataset.labels[index]],
              "predicted": predictor.classes[predicted[index]], "confidence": float(probabilities[index].max())}
             for index in range(len(dataset.images))]
     result.update({
-        "data": "validation split" if data is None else (str(data) if isinstance(data, (str, os.PathLike))
-                                                         else "uploaded zip"),
+        "data": (HELD_OUT_WORDS[held_out["evaluation"]] if held_out is not None else "validation split")
+        if data is None else (str(data) if isinstance(data, (str, os.PathLike)) else "uploaded zip"),
         "skipped": dataset.skipped,
         "predictions": rows,
         # most confident mistakes first: those are the ones worth looking at

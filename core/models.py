@@ -65,6 +65,23 @@ def caffe_preprocess(images: np.ndarray) -> np.ndarray:
     return images[..., ::-1] - np.asarray(CAFFE_MEAN_BGR, dtype="float32")
 
 
+# ---------------------------------------------------------------------- power normalisation
+
+@keras.saving.register_keras_serializable(package="transfer_studio")
+class SignedSquareRoot(layers.Layer):
+    """sign(x) * sqrt(|x|): power normalisation of pooled features (recipe auto's heads, core.auto).
+
+    A registered layer rather than a Lambda, so a saved model loads under safe_mode wherever core.models
+    is imported (prediction, evaluation, export).
+    """
+
+    def call(self, inputs):
+        return keras.ops.sign(inputs) * keras.ops.sqrt(keras.ops.abs(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 # ---------------------------------------------------------------------- parameter counts
 
 def block_param_counts() -> list[dict]:

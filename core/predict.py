@@ -19,6 +19,7 @@ from core import backend  # noqa: F401  (sets TensorFlow's log level before kera
 import keras
 
 from core import images as image_files
+from core import models  # noqa: F401  (registers the app's own layers, e.g. SignedSquareRoot, for loading)
 from core.runs import read_json
 
 BATCH_SIZE = 32

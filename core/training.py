@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core import autoencoder, backend, ingest, models, runs
+from core import auto, autoencoder, backend, ingest, models, runs
 from core.callbacks import (BestWeights, EventLogger, PhaseClock, RunFailed, StopOnNaN, StopOnRequest,
                             StopRequested)
-from core.config import TrainConfig
+from core.config import FINE_TUNE_LEARNING_RATE, TrainConfig
 from core.metrics import classification_metrics
 
 import keras
@@ -36,6 +36,7 @@ __all__ = ["FEATURE_CACHE_DTYPE", "FitInputs", "FitOutcome", "LoadedData", "Phas
 # The cache stores activations at half precision: half the memory, and the rounding (about 1e-3
 # relative) is far below what training notices. Tests set float32 to show the paths are identical.
 FEATURE_CACHE_DTYPE = "float16"
+HELD_OUT_PREDICTIONS = "held_out_predictions.json"
 
 
 @dataclass
@@ -115,6 +116,19 @@ class FitOutcome:
     best_epoch: int | None
     stopped: bool
     feature_cache: dict | None
+    # Recipe auto without a validation split: the labels the probabilities belong to (every training
+    # picture, predicted out of fold) and how they were measured; None means the validation split.
+    metric_labels: np.ndarray | None = None
+    evaluation: str = "validation_split"
+
+
+@dataclass
+class FineTuneCandidate:
+    """Recipe auto's fine-tune candidate: its leaderboard row and its predictions on the held-out rows."""
+
+    candidate: auto.Candidate
+    holdout_rows: np.ndarray
+    holdout_probabilities: np.ndarray
 
 
 # ---------------------------------------------------------------------- the run
@@ -168,9 +182,12 @@ class Trainer:
             self.check_stop()
             loaded = self.load(data, dataset=dataset, split=split)
             self.check_stop()
-            network = self.build(loaded)
-            self.check_stop()
-            outcome = self.fit_classical(network, loaded) if config.classical else self.fit_keras(network, loaded)
+            if config.auto:
+                network, outcome = self.fit_auto(loaded)
+            else:
+                network = self.build(loaded)
+                self.check_stop()
+                outcome = self.fit_classical(network, loaded) if config.classical else self.fit_keras(network, loaded)
             return self.save(network, loaded, outcome)
         except StopRequested:
             self.writer.set_status("stopped", error=None)
@@ -217,7 +234,9 @@ class Trainer:
             if dataset is None:
                 dataset = ingest.load_labeled(data, config.image_size, policy=config.resize_policy,
                                               progress=lambda f, m: writer.progress("load_data", f, m))
-            if split is None:
+            if split is None and config.auto:
+                train_idx, val_idx = self.split_for_auto(dataset)
+            elif split is None:
                 train_idx, val_idx = ingest.split(dataset, config.validation_fraction, config.seed)
             else:
                 train_idx, val_idx = _given_split(split, len(dataset.labels))
@@ -399,18 +418,218 @@ class Trainer:
         return FitOutcome(val_probabilities, 1, False,
                           {"used": True, "shape": list(features.shape[1:]), "bytes": int(features.nbytes)})
 
+    # ------------------------------------------------------------------ recipe auto
+
+    def split_for_auto(self, dataset: ingest.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Recipe auto's split: with few pictures a class every picture trains (metrics come from
+        cross-validated predictions); with enough, the usual seeded validation split."""
+        counts = np.bincount(dataset.labels, minlength=len(dataset.classes))
+        if counts.min() < auto.FEW_PER_CLASS:
+            return np.arange(len(dataset.labels)), np.zeros(0, dtype=np.int64)
+        return ingest.split(dataset, self.config.validation_fraction, self.config.seed)
+
+    def fit_auto(self, loaded: LoadedData) -> tuple[models.SplitModel, FitOutcome]:
+        """Recipe auto: one forward pass, linear candidates scored by cross-validation, the fine-tune
+        candidate when there are enough pictures, then the winner trained on every training picture."""
+        config, writer = self.config, self.writer
+        n_classes, y_train = loaded.n_classes, loaded.y_train
+        counts = np.bincount(y_train, minlength=n_classes)
+        try_fine_tune = counts.min() >= auto.FINE_TUNE_MIN_PER_CLASS
+        with self.clock.phase("build_model"):
+            self.log(f"building VGG16 (weights {config.weights}) for recipe auto")
+            base = models.load_vgg16_base(config.image_size, config.weights,
+                                          progress=lambda f, m: writer.progress("weights", f, m))
+            extractor = auto.feature_extractor(base, config.image_size, keep_maps=4 if try_fine_tune else None)
+        self.check_stop()
+        self.mark_training_start(restart=True)
+        batch = max(config.batch_size, 16)
+        with self.clock.phase("feature_cache"):
+            # one pass over the training pictures, their mirror images and the validation pictures
+            total = 2 * len(y_train) + len(loaded.val_idx)
+            done = [0]
+
+            def progress(part_size):
+                def report(fraction, message):
+                    writer.progress("feature_cache", (done[0] + fraction * part_size) / total,
+                                    f"computing features: {message.split(': ', 1)[-1]}")
+                return report
+
+            train_features, train_maps = auto.extract(
+                extractor, loaded.x_train, keep_maps=4 if try_fine_tune else None, batch_size=batch,
+                maps_dtype=FEATURE_CACHE_DTYPE, progress=progress(len(y_train)))
+            done[0] += len(y_train)
+            flipped, _ = auto.extract(extractor, loaded.x_train, batch_size=batch, flip=True,
+                                      progress=progress(len(y_train)))
+            done[0] += len(y_train)
+            val_features, val_maps = auto.extract(
+                extractor, loaded.x_val, keep_maps=4 if try_fine_tune else None, batch_size=batch,
+                maps_dtype=FEATURE_CACHE_DTYPE, progress=progress(len(loaded.val_idx)))
+        feature_note = {"used": True, "blocks": list(auto.FEATURE_BLOCKS), "images": int(total),
+                        "shape": [int(train_features[b].shape[1]) for b in auto.FEATURE_BLOCKS],
+                        "bytes": int(sum(f.nbytes for f in train_features.values()))}
+        writer.event("feature_cache", **feature_note)
+        self.check_stop()
+
+        folds = auto.n_folds(y_train)
+        n_linear = len(auto.FEATURE_BLOCKS) * len(auto.STRENGTHS)
+        total_candidates = n_linear + (1 if try_fine_tune else 0)
+        scored: list[auto.Candidate] = []
+
+        def announce(candidate: auto.Candidate):
+            scored.append(candidate)
+            writer.event("candidate", **candidate.to_dict(), index=len(scored) - 1, total=total_candidates)
+            writer.progress("candidates", len(scored) / total_candidates, f"scored {candidate.name}")
+
+        self.log(f"scoring {n_linear} linear candidates by {folds}-fold cross-validation on "
+                 f"{len(y_train)} training pictures")
+        with self.clock.phase("candidates"):
+            auto.score_linear(train_features, flipped, y_train, n_classes=n_classes, seed=config.seed,
+                              on_candidate=announce, should_stop=lambda: runs.stop_requested(writer.path))
+        if not scored:
+            self.check_stop()
+        # A stop from here on still leaves a model: the best candidate so far, fitted in a second.
+        stopped = runs.stop_requested(writer.path)
+        fine_tune = None
+        if try_fine_tune and not stopped:
+            fine_tune = self._fine_tune_candidate(loaded, train_maps, announce)
+            stopped = fine_tune is None
+        chosen = auto.best(scored)
+        winner = scored[chosen]
+        reason = auto.reason(scored, chosen)
+        evaluation = "validation_split" if len(loaded.val_idx) else (
+            "cross_validation" if winner.kind == "linear" else "held_out")
+        scoring = f"{folds}-fold cross-validation on the {len(y_train)} training pictures"
+        if fine_tune is not None:
+            scoring += (f"; fine-tuning trained on the other {len(y_train) - fine_tune.candidate.held_out} and "
+                        f"scored on {fine_tune.candidate.held_out} held-out training pictures")
+        writer.write_json("candidates.json", {
+            "recipe": "auto", "scoring": scoring, "evaluation": evaluation,
+            "candidates": [candidate.to_dict() for candidate in scored], "chosen": chosen, "reason": reason})
+        writer.event("recipe", chosen=chosen, name=winner.name, reason=reason)
+        self.log(f"chosen: {reason}")
+
+        if winner.kind == "linear":
+            with self.clock.phase("final_fit"):
+                started = time.perf_counter()
+                fit = auto.fit_linear(train_features[winner.block], flipped[winner.block], y_train,
+                                      winner.regularization, n_classes=n_classes)
+                model = auto.build_linear_classifier(base, winner.block, fit, image_size=config.image_size,
+                                                     n_classes=n_classes)
+                if len(loaded.val_idx):
+                    probabilities = fit.predict_proba(val_features[winner.block])
+                    labels = loaded.y_val
+                else:
+                    probabilities, labels = winner.oof_probabilities, y_train
+                writer.event("epoch", phase="final_fit", epoch=1, epochs=1,
+                             seconds=round(time.perf_counter() - started, 3),
+                             loss=fit.train_log_loss, accuracy=fit.train_accuracy,
+                             val_loss=auto.log_loss(labels, probabilities),
+                             val_accuracy=float((probabilities.argmax(1) == labels).mean()), evaluation=evaluation)
+            if not len(loaded.val_idx):
+                self._write_held_out_predictions(loaded, np.arange(len(y_train)), probabilities, evaluation)
+            network = models.SplitModel(full=model, lower=None, upper=model,
+                                        feature_layer=f"block{winner.block}_conv3")
+            return network, FitOutcome(probabilities, 1, stopped, feature_note, metric_labels=labels,
+                                       evaluation=evaluation)
+        # fine-tuning won: train it on every training picture (validated on the validation split if any)
+        network = self._fine_tune_network(n_classes)
+        if val_maps is None:
+            val_maps = train_maps[:0]
+        outcome = self._fit_fine_tune(network, train_maps, y_train, val_maps, loaded.y_val, n_classes=n_classes,
+                                      phase="final_fit")
+        if len(loaded.val_idx):
+            return network, FitOutcome(outcome.val_probabilities, outcome.best_epoch, outcome.stopped,
+                                       feature_note, evaluation=evaluation)
+        self._write_held_out_predictions(loaded, fine_tune.holdout_rows, fine_tune.holdout_probabilities, evaluation)
+        return network, FitOutcome(fine_tune.holdout_probabilities, outcome.best_epoch, outcome.stopped,
+                                   feature_note, metric_labels=y_train[fine_tune.holdout_rows],
+                                   evaluation=evaluation)
+
+    def _write_held_out_predictions(self, loaded: LoadedData, rows: np.ndarray, probabilities: np.ndarray,
+                                    evaluation: str) -> None:
+        """Without a validation split, the predictions the metrics come from, one per picture, each by a
+        model that did not see it: the Evaluate page shows them (and their pictures) like a validation split."""
+        self.writer.write_json(HELD_OUT_PREDICTIONS, {
+            "evaluation": evaluation,
+            "paths": [loaded.dataset.paths[loaded.train_idx[row]] for row in rows],
+            "probabilities": np.round(np.asarray(probabilities, dtype="float64"), 6).tolist()})
+
+    def _fine_tune_network(self, n_classes: int) -> models.SplitModel:
+        """The fine-tune candidate's network: pretrained blocks 1-4 frozen (their output is the cache), block 5
+        and a GAP head trained, as the manual recipe's defaults do. Built afresh, so the linear candidates'
+        frozen layers never change."""
+        config = self.config
+        return models.build_vgg16_classifier(n_classes, image_size=config.image_size, weights=config.weights,
+                                             freeze_depth=4, head="gap", dropout=config.dropout, seed=config.seed)
+
+    def _fine_tune_candidate(self, loaded: LoadedData, maps: np.ndarray, announce) -> FineTuneCandidate | None:
+        """Train the fine-tune candidate on most of the training split and score it on the rest (last epoch)."""
+        y_train = loaded.y_train
+        # the same share of every class held out (at least one picture each), drawn with the run's seed
+        rng = np.random.default_rng(self.config.seed)
+        holdout_rows = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(y_train == label))[:max(1, round(auto.FINE_TUNE_HOLDOUT * count))]
+            for label, count in enumerate(np.bincount(y_train, minlength=loaded.n_classes))]))
+        fit_rows = np.setdiff1d(np.arange(len(y_train)), holdout_rows)
+        started = time.perf_counter()
+        network = self._fine_tune_network(loaded.n_classes)
+        outcome = self._fit_fine_tune(network, maps[fit_rows], y_train[fit_rows], maps[holdout_rows],
+                                      y_train[holdout_rows], n_classes=loaded.n_classes,
+                                      phase="fine_tune_candidate", keep_best=False)
+        if outcome.stopped:
+            return None
+        probabilities = outcome.val_probabilities
+        labels = y_train[holdout_rows]
+        candidate = auto.Candidate(
+            name=auto.fine_tune_name(5), kind="fine_tune", block=5, pooling=auto.POOLING, head="gap",
+            regularization=None, cv_accuracy=float((probabilities.argmax(1) == labels).mean()), cv_std=None,
+            folds=None, held_out=int(len(holdout_rows)), seconds=time.perf_counter() - started,
+            cv_log_loss=auto.log_loss(labels, probabilities))
+        announce(candidate)
+        return FineTuneCandidate(candidate, holdout_rows, probabilities)
+
+    def _fit_fine_tune(self, network: models.SplitModel, x_train, y_train, x_val, y_val, *, n_classes: int,
+                       phase: str, keep_best: bool = True) -> FitOutcome:
+        """Fit block 5 and the head on cached block-4 output at the fine-tuning rate; x_val may be empty."""
+        config = self.config
+        model = network.upper
+        models.compile_classifier(model, "adam", FINE_TUNE_LEARNING_RATE, config.momentum, jit_compile=False)
+        steps = max(1, math.ceil(len(x_train) / config.batch_size))
+        logger = EventLogger(self.writer, phase, config.epochs, steps)
+        stop, nan = StopOnRequest(self.writer.path), StopOnNaN()
+        best = BestWeights(weights_model=network.full)
+        validation = len(x_val) > 0
+        callbacks = [nan, logger, stop] + ([best] if keep_best and validation else [])
+        targets = keras.utils.to_categorical(y_train, n_classes)
+        with self.clock.phase(phase):
+            model.fit(x_train, targets, epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
+                      verbose=0, callbacks=callbacks,
+                      validation_data=(x_val, keras.utils.to_categorical(y_val, n_classes)) if validation else None)
+        if nan.nan:
+            raise RunFailed("loss became NaN while fine-tuning block 5")
+        if keep_best and validation:
+            best.restore()
+        probabilities = (np.asarray(model.predict(x_val, batch_size=config.batch_size, verbose=0)) if validation
+                         else np.zeros((0, n_classes)))
+        return FitOutcome(probabilities, best.best_epoch if keep_best and validation else len(logger.history),
+                          stop.stopped, None)
+
     def save(self, network: models.SplitModel, loaded: LoadedData, outcome: FitOutcome) -> RunResult:
         """Write metrics.json and model.keras, and the final status (done, or stopped with the best epoch kept)."""
         train_seconds = self.train_seconds()
         with self.clock.phase("save"):
-            metrics = classification_metrics(loaded.y_val, outcome.val_probabilities, loaded.dataset.classes)
+            labels = loaded.y_val if outcome.metric_labels is None else outcome.metric_labels
+            metrics = classification_metrics(labels, outcome.val_probabilities, loaded.dataset.classes)
             metrics["best_epoch"] = outcome.best_epoch
+            metrics["evaluation"] = outcome.evaluation
             self.writer.write_json("metrics.json", metrics)
             _save_model(network.full, self.writer.path / "model.keras")
         final_state = "stopped" if outcome.stopped else "done"
         self.writer.set_status(final_state, train_seconds=train_seconds, val_accuracy=metrics["accuracy"],
                                best_epoch=outcome.best_epoch, feature_cache=outcome.feature_cache)
-        self.log(f"{final_state}: validation accuracy {metrics['accuracy']:.3f}, train_seconds {train_seconds}")
+        measured = {"validation_split": "validation accuracy", "cross_validation": "cross-validated accuracy",
+                    "held_out": "held-out accuracy"}[outcome.evaluation]
+        self.log(f"{final_state}: {measured} {metrics['accuracy']:.3f}, train_seconds {train_seconds}")
         return RunResult(str(self.run_dir), final_state, metrics["accuracy"], train_seconds)
 
 

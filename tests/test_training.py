@@ -9,7 +9,8 @@ import pytest
 from core import callbacks, ingest, models, runs, training
 from core.config import TrainConfig
 
-TINY = {"weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8, "seed": 1}
+# The manual recipe, exactly as set (recipe auto has its own tests in test_recipe_auto.py).
+TINY = {"recipe": "manual", "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8, "seed": 1}
 
 
 def tiny(**changes) -> TrainConfig:
