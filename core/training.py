@@ -8,6 +8,10 @@ and epoch and keep the best epoch, then save the model, its labels and its metri
 directory is the only way it talks to the outside (status, events, a stop request file), so it runs
 the same in the app's job processes, the CLI, the tests and the benchmark. ``train`` is the one-call
 form everything else uses.
+
+Recipe ``auto`` (the default, core.auto) tells the same story with a choice in the middle: one forward
+pass gives pooled features of several blocks (``auto_features``), candidates are scored on the training
+pictures alone (``score_candidates``), and the winner is fitted on all of them (``fit_winner``).
 """
 from __future__ import annotations
 
@@ -131,6 +135,31 @@ class FineTuneCandidate:
     holdout_probabilities: np.ndarray
 
 
+@dataclass
+class AutoFeatures:
+    """Recipe auto's one forward pass: pooled features per block of the training pictures, of their mirror
+    images and of the validation pictures, and block 4's maps for the fine-tune candidate (else None)."""
+
+    base: keras.Model
+    train: dict[int, np.ndarray]
+    flipped: dict[int, np.ndarray]
+    val: dict[int, np.ndarray]
+    train_maps: np.ndarray | None
+    val_maps: np.ndarray | None
+    note: dict
+
+
+@dataclass
+class AutoBoard:
+    """The scored candidates, the one chosen, how its metrics are measured, and whether a stop came."""
+
+    candidates: list[auto.Candidate]
+    chosen: int
+    evaluation: str
+    fine_tune: "FineTuneCandidate | None"
+    stopped: bool
+
+
 # ---------------------------------------------------------------------- the run
 
 def train(config: TrainConfig, data, run_dir: str | os.PathLike, *, dataset: ingest.Dataset | None = None,
@@ -160,8 +189,8 @@ class Trainer:
         log: optional callable(str) for human progress lines.
 
     ``run`` does the whole run and turns every failure into the run's status; the steps (``load``,
-    ``build``, ``pretrain``, ``cache``, ``fit_keras``, ``fit_classical``, ``save``) can also be called
-    one by one, and then raise.
+    ``build``, ``pretrain``, ``cache``, ``fit_keras``, ``fit_classical``, ``fit_auto``, ``save``) can also be
+    called one by one, and then raise. Recipe auto replaces ``build`` and the fit with ``fit_auto``.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, *, log=None):
@@ -429,69 +458,74 @@ class Trainer:
         return ingest.split(dataset, self.config.validation_fraction, self.config.seed)
 
     def fit_auto(self, loaded: LoadedData) -> tuple[models.SplitModel, FitOutcome]:
-        """Recipe auto: one forward pass, linear candidates scored by cross-validation, the fine-tune
-        candidate when there are enough pictures, then the winner trained on every training picture."""
+        """Recipe auto: features once, candidates scored on the training pictures, the winner fitted on all."""
+        features = self.auto_features(loaded)
+        self.check_stop()
+        board = self.score_candidates(loaded, features)
+        return self.fit_winner(loaded, features, board)
+
+    def auto_features(self, loaded: LoadedData) -> AutoFeatures:
+        """Build the frozen VGG16 and run it once over the training pictures, their mirror images and the
+        validation pictures: pooled block 3/4/5 features, and block 4's maps when fine-tuning is a candidate."""
         config, writer = self.config, self.writer
-        n_classes, y_train = loaded.n_classes, loaded.y_train
-        counts = np.bincount(y_train, minlength=n_classes)
-        try_fine_tune = counts.min() >= auto.FINE_TUNE_MIN_PER_CLASS
+        counts = np.bincount(loaded.y_train, minlength=loaded.n_classes)
+        keep_maps = 4 if counts.min() >= auto.FINE_TUNE_MIN_PER_CLASS else None
         with self.clock.phase("build_model"):
             self.log(f"building VGG16 (weights {config.weights}) for recipe auto")
             base = models.load_vgg16_base(config.image_size, config.weights,
                                           progress=lambda f, m: writer.progress("weights", f, m))
-            extractor = auto.feature_extractor(base, config.image_size, keep_maps=4 if try_fine_tune else None)
+            extractor = auto.feature_extractor(base, config.image_size, keep_maps=keep_maps)
         self.check_stop()
         self.mark_training_start(restart=True)
-        batch = max(config.batch_size, 16)
+        parts = [("train", loaded.x_train, False), ("flipped", loaded.x_train, True), ("val", loaded.x_val, False)]
+        total = sum(len(images) for _, images, _ in parts)
+        outputs, done = {}, 0
         with self.clock.phase("feature_cache"):
-            # one pass over the training pictures, their mirror images and the validation pictures
-            total = 2 * len(y_train) + len(loaded.val_idx)
-            done = [0]
-
-            def progress(part_size):
-                def report(fraction, message):
-                    writer.progress("feature_cache", (done[0] + fraction * part_size) / total,
+            for name, images, flip in parts:
+                def report(fraction, message, offset=done, size=len(images)):
+                    writer.progress("feature_cache", (offset + fraction * size) / total,
                                     f"computing features: {message.split(': ', 1)[-1]}")
-                return report
 
-            train_features, train_maps = auto.extract(
-                extractor, loaded.x_train, keep_maps=4 if try_fine_tune else None, batch_size=batch,
-                maps_dtype=FEATURE_CACHE_DTYPE, progress=progress(len(y_train)))
-            done[0] += len(y_train)
-            flipped, _ = auto.extract(extractor, loaded.x_train, batch_size=batch, flip=True,
-                                      progress=progress(len(y_train)))
-            done[0] += len(y_train)
-            val_features, val_maps = auto.extract(
-                extractor, loaded.x_val, keep_maps=4 if try_fine_tune else None, batch_size=batch,
-                maps_dtype=FEATURE_CACHE_DTYPE, progress=progress(len(loaded.val_idx)))
-        feature_note = {"used": True, "blocks": list(auto.FEATURE_BLOCKS), "images": int(total),
-                        "shape": [int(train_features[b].shape[1]) for b in auto.FEATURE_BLOCKS],
-                        "bytes": int(sum(f.nbytes for f in train_features.values()))}
-        writer.event("feature_cache", **feature_note)
-        self.check_stop()
+                outputs[name] = auto.extract(extractor, images, keep_maps=None if flip else keep_maps,
+                                             batch_size=max(config.batch_size, 16), flip=flip,
+                                             maps_dtype=FEATURE_CACHE_DTYPE, progress=report)
+                done += len(images)
+        train, train_maps = outputs["train"]
+        val, val_maps = outputs["val"]
+        note = {"used": True, "blocks": list(auto.FEATURE_BLOCKS), "images": int(total),
+                "shape": [int(train[block].shape[1]) for block in auto.FEATURE_BLOCKS],
+                "bytes": int(sum(part.nbytes for part in train.values()))}
+        writer.event("feature_cache", **note)
+        self.log(f"features of {total} pictures (with mirror images) from blocks "
+                 f"{', '.join(map(str, auto.FEATURE_BLOCKS))}")
+        return AutoFeatures(base, train, outputs["flipped"][0], val, train_maps, val_maps, note)
 
+    def score_candidates(self, loaded: LoadedData, features: AutoFeatures) -> AutoBoard:
+        """Score the linear candidates by cross-validation and, with enough pictures, the fine-tune candidate;
+        write candidates.json. A stop after the first candidate still leaves the best so far to fit."""
+        config, writer, y_train = self.config, self.writer, loaded.y_train
         folds = auto.n_folds(y_train)
         n_linear = len(auto.FEATURE_BLOCKS) * len(auto.STRENGTHS)
-        total_candidates = n_linear + (1 if try_fine_tune else 0)
+        total = n_linear + (1 if features.train_maps is not None else 0)
         scored: list[auto.Candidate] = []
 
         def announce(candidate: auto.Candidate):
             scored.append(candidate)
-            writer.event("candidate", **candidate.to_dict(), index=len(scored) - 1, total=total_candidates)
-            writer.progress("candidates", len(scored) / total_candidates, f"scored {candidate.name}")
+            writer.event("candidate", **candidate.to_dict(), index=len(scored) - 1, total=total)
+            writer.progress("candidates", len(scored) / total, f"scored {candidate.name}")
 
         self.log(f"scoring {n_linear} linear candidates by {folds}-fold cross-validation on "
                  f"{len(y_train)} training pictures")
         with self.clock.phase("candidates"):
-            auto.score_linear(train_features, flipped, y_train, n_classes=n_classes, seed=config.seed,
-                              on_candidate=announce, should_stop=lambda: runs.stop_requested(writer.path))
+            auto.score_linear(features.train, features.flipped, y_train, n_classes=loaded.n_classes,
+                              seed=config.seed, on_candidate=announce,
+                              should_stop=lambda: runs.stop_requested(writer.path))
         if not scored:
             self.check_stop()
-        # A stop from here on still leaves a model: the best candidate so far, fitted in a second.
         stopped = runs.stop_requested(writer.path)
         fine_tune = None
-        if try_fine_tune and not stopped:
-            fine_tune = self._fine_tune_candidate(loaded, train_maps, announce)
+        if features.train_maps is not None and not stopped:
+            fine_tune = self._fine_tune_candidate(loaded, features.train_maps, announce)
             stopped = fine_tune is None
         chosen = auto.best(scored)
         winner = scored[chosen]
@@ -507,42 +541,49 @@ class Trainer:
             "candidates": [candidate.to_dict() for candidate in scored], "chosen": chosen, "reason": reason})
         writer.event("recipe", chosen=chosen, name=winner.name, reason=reason)
         self.log(f"chosen: {reason}")
+        return AutoBoard(scored, chosen, evaluation, fine_tune, stopped)
 
+    def fit_winner(self, loaded: LoadedData, features: AutoFeatures, board: AutoBoard
+                   ) -> tuple[models.SplitModel, FitOutcome]:
+        """Fit the chosen candidate on every training picture; its metrics come from the validation split,
+        or without one from the predictions it was scored on (each by a model that did not see the picture)."""
+        config, y_train, n_classes = self.config, loaded.y_train, loaded.n_classes
+        winner, evaluation = board.candidates[board.chosen], board.evaluation
         if winner.kind == "linear":
             with self.clock.phase("final_fit"):
                 started = time.perf_counter()
-                fit = auto.fit_linear(train_features[winner.block], flipped[winner.block], y_train,
+                fit = auto.fit_linear(features.train[winner.block], features.flipped[winner.block], y_train,
                                       winner.regularization, n_classes=n_classes)
-                model = auto.build_linear_classifier(base, winner.block, fit, image_size=config.image_size,
-                                                     n_classes=n_classes)
+                model = auto.build_linear_classifier(features.base, winner.block, fit,
+                                                     image_size=config.image_size, n_classes=n_classes)
                 if len(loaded.val_idx):
-                    probabilities = fit.predict_proba(val_features[winner.block])
-                    labels = loaded.y_val
+                    probabilities, labels = fit.predict_proba(features.val[winner.block]), loaded.y_val
                 else:
                     probabilities, labels = winner.oof_probabilities, y_train
-                writer.event("epoch", phase="final_fit", epoch=1, epochs=1,
-                             seconds=round(time.perf_counter() - started, 3),
-                             loss=fit.train_log_loss, accuracy=fit.train_accuracy,
-                             val_loss=auto.log_loss(labels, probabilities),
-                             val_accuracy=float((probabilities.argmax(1) == labels).mean()), evaluation=evaluation)
+                self.writer.event("epoch", phase="final_fit", epoch=1, epochs=1,
+                                  seconds=round(time.perf_counter() - started, 3),
+                                  loss=fit.train_log_loss, accuracy=fit.train_accuracy,
+                                  val_loss=auto.log_loss(labels, probabilities),
+                                  val_accuracy=float((probabilities.argmax(1) == labels).mean()),
+                                  evaluation=evaluation)
             if not len(loaded.val_idx):
                 self._write_held_out_predictions(loaded, np.arange(len(y_train)), probabilities, evaluation)
             network = models.SplitModel(full=model, lower=None, upper=model,
                                         feature_layer=f"block{winner.block}_conv3")
-            return network, FitOutcome(probabilities, 1, stopped, feature_note, metric_labels=labels,
+            return network, FitOutcome(probabilities, 1, board.stopped, features.note, metric_labels=labels,
                                        evaluation=evaluation)
-        # fine-tuning won: train it on every training picture (validated on the validation split if any)
+        # fine-tuning won: train it afresh on every training picture (best epoch by the validation split, if any)
         network = self._fine_tune_network(n_classes)
-        if val_maps is None:
-            val_maps = train_maps[:0]
-        outcome = self._fit_fine_tune(network, train_maps, y_train, val_maps, loaded.y_val, n_classes=n_classes,
-                                      phase="final_fit")
+        val_maps = features.val_maps if features.val_maps is not None else features.train_maps[:0]
+        outcome = self._fit_fine_tune(network, features.train_maps, y_train, val_maps, loaded.y_val,
+                                      n_classes=n_classes, phase="final_fit")
         if len(loaded.val_idx):
             return network, FitOutcome(outcome.val_probabilities, outcome.best_epoch, outcome.stopped,
-                                       feature_note, evaluation=evaluation)
+                                       features.note, evaluation=evaluation)
+        fine_tune = board.fine_tune
         self._write_held_out_predictions(loaded, fine_tune.holdout_rows, fine_tune.holdout_probabilities, evaluation)
         return network, FitOutcome(fine_tune.holdout_probabilities, outcome.best_epoch, outcome.stopped,
-                                   feature_note, metric_labels=y_train[fine_tune.holdout_rows],
+                                   features.note, metric_labels=y_train[fine_tune.holdout_rows],
                                    evaluation=evaluation)
 
     def _write_held_out_predictions(self, loaded: LoadedData, rows: np.ndarray, probabilities: np.ndarray,
@@ -626,7 +667,8 @@ class Trainer:
             _save_model(network.full, self.writer.path / "model.keras")
         final_state = "stopped" if outcome.stopped else "done"
         self.writer.set_status(final_state, train_seconds=train_seconds, val_accuracy=metrics["accuracy"],
-                               best_epoch=outcome.best_epoch, feature_cache=outcome.feature_cache)
+                               evaluation=outcome.evaluation, best_epoch=outcome.best_epoch,
+                               feature_cache=outcome.feature_cache)
         measured = {"validation_split": "validation accuracy", "cross_validation": "cross-validated accuracy",
                     "held_out": "held-out accuracy"}[outcome.evaluation]
         self.log(f"{final_state}: {measured} {metrics['accuracy']:.3f}, train_seconds {train_seconds}")

@@ -141,3 +141,26 @@ def test_a_stop_during_scoring_still_leaves_the_best_model_so_far(demo_dir, tmp_
     board = read(run, "candidates.json")
     assert len(board["candidates"]) == 2
     assert (run / "model.keras").exists() and read(run, "metrics.json")["n"] == 32
+
+
+def test_the_auto_steps_one_by_one(demo_dir, tmp_path):
+    """auto_features, score_candidates and fit_winner, called alone as a notebook would."""
+    trainer = training.Trainer(TrainConfig.from_dict(TINY), tmp_path / "run")
+    loaded = trainer.load(demo_dir)
+    features = trainer.auto_features(loaded)
+    assert {block: part.shape for block, part in features.train.items()} == {3: (32, 256), 4: (32, 512),
+                                                                           5: (32, 512)}
+    assert features.flipped[3].shape == (32, 256) and not np.allclose(features.flipped[3], features.train[3])
+    assert features.train_maps is None  # 8 pictures a class: no fine-tune candidate, no maps kept
+    board = trainer.score_candidates(loaded, features)
+    assert len(board.candidates) == 9 and board.evaluation == "cross_validation" and not board.stopped
+    assert (tmp_path / "run" / "candidates.json").exists()
+    network, outcome = trainer.fit_winner(loaded, features, board)
+    winner = board.candidates[board.chosen]
+    np.testing.assert_allclose(outcome.val_probabilities, winner.oof_probabilities)
+    assert list(outcome.metric_labels) == list(loaded.y_train)
+    images = loaded.x_train[:4].astype("float32")
+    fit = auto.fit_linear(features.train[winner.block], features.flipped[winner.block], loaded.y_train,
+                          winner.regularization, n_classes=4)
+    np.testing.assert_allclose(network.full.predict(images, verbose=0),
+                               fit.predict_proba(features.train[winner.block][:4]), atol=1e-4)
