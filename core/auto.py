@@ -79,13 +79,16 @@ class Candidate:
     held_out: int | None
     seconds: float
     cv_log_loss: float | None = None
+    # fine_tune only: the best linear candidate, fitted on the same pictures, on the same held-out ones
+    baseline_accuracy: float | None = None
+    baseline_log_loss: float | None = None
     # out-of-fold class probabilities (one row per training picture); kept in memory, not written
     oof_probabilities: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         row = asdict(self)
         row.pop("oof_probabilities")
-        for key in ("cv_accuracy", "cv_std", "cv_log_loss", "seconds"):
+        for key in ("cv_accuracy", "cv_std", "cv_log_loss", "seconds", "baseline_accuracy", "baseline_log_loss"):
             if row[key] is not None:
                 row[key] = round(float(row[key]), 4)
         return row
@@ -155,31 +158,45 @@ def score_linear(features: dict[int, np.ndarray], flipped: dict[int, np.ndarray]
 
 
 def best(candidates: list[Candidate]) -> int:
-    """Index of the best candidate: highest cross-validated accuracy, then lowest log-loss, then the first."""
+    """Index of the candidate to train.
+
+    Linear candidates compete on cross-validated accuracy, then log-loss (the first wins a full tie). A
+    fine-tune candidate is scored on one held-out part of the training pictures, a noisier measure than
+    cross-validation over all of them, so it is compared paired: it wins only when it beats the best linear
+    candidate fitted on the same pictures and scored on the same held-out ones (``baseline_*``).
+    """
     if not candidates:
         raise ValueError("no candidates to choose from")
-    top = max(candidate.sort_key for candidate in candidates)
-    return next(index for index, candidate in enumerate(candidates) if candidate.sort_key == top)
+    linear = [index for index, candidate in enumerate(candidates) if candidate.kind == "linear"]
+    pool = linear or list(range(len(candidates)))
+    top = max(candidates[index].sort_key for index in pool)
+    chosen = next(index for index in pool if candidates[index].sort_key == top)
+    for index, candidate in enumerate(candidates):
+        if candidate.kind == "fine_tune" and candidate.baseline_accuracy is not None and \
+                candidate.sort_key > (candidate.baseline_accuracy, -candidate.baseline_log_loss):
+            return index
+    return chosen
 
 
 def reason(candidates: list[Candidate], chosen: int) -> str:
-    """One plain sentence: which candidate won, at what score, ahead of the best other kind of model."""
+    """One plain sentence: which candidate won, at what score, and against what."""
     winner = candidates[chosen]
-    how = "in cross-validation" if winner.folds else f"on {winner.held_out} held-out training pictures"
-    if winner.kind == "linear":
-        sentence = f"features from block {winner.block} + a linear head: {winner.cv_accuracy:.0%} {how}"
-    else:
-        sentence = f"fine-tuning block {winner.block}: {winner.cv_accuracy:.0%} {how}"
-    others = [c for c in candidates if c.kind != winner.kind]
-    if not others:
-        others = [c for i, c in enumerate(candidates) if i != chosen and c.block != winner.block]
+    tuned = next((c for c in candidates if c.kind == "fine_tune" and c.baseline_accuracy is not None), None)
+    if winner.kind == "fine_tune":
+        sentence = f"fine-tuning block {winner.block}: {winner.cv_accuracy:.0%} on {winner.held_out} held-out training pictures"
+        if winner.baseline_accuracy is not None:
+            sentence += f", where the best linear head scored {winner.baseline_accuracy:.0%} on the same pictures"
+        return sentence
+    sentence = f"features from block {winner.block} + a linear head: {winner.cv_accuracy:.0%} in cross-validation"
+    others = [c for i, c in enumerate(candidates) if i != chosen and c.kind == "linear" and c.block != winner.block]
     if others:
         runner_up = max(others, key=lambda c: c.sort_key)
-        what = (f"fine-tuning block {runner_up.block}" if runner_up.kind == "fine_tune"
-                else f"block {runner_up.block} features")
-        sentence += f", ahead of {what} at {runner_up.cv_accuracy:.0%}"
+        sentence += f", ahead of block {runner_up.block} features at {runner_up.cv_accuracy:.0%}"
         if winner.cv_accuracy == runner_up.cv_accuracy:
             sentence += " (same accuracy, more confident predictions)"
+    if tuned is not None:
+        sentence += (f"; fine-tuning block {tuned.block} scored {tuned.cv_accuracy:.0%} on {tuned.held_out} "
+                     f"held-out training pictures, against {tuned.baseline_accuracy:.0%} for the linear head")
     return sentence
 
 

@@ -525,7 +525,7 @@ class Trainer:
         stopped = runs.stop_requested(writer.path)
         fine_tune = None
         if features.train_maps is not None and not stopped:
-            fine_tune = self._fine_tune_candidate(loaded, features.train_maps, announce)
+            fine_tune = self._fine_tune_candidate(loaded, features, scored[auto.best(scored)], announce)
             stopped = fine_tune is None
         chosen = auto.best(scored)
         winner = scored[chosen]
@@ -603,29 +603,36 @@ class Trainer:
         return models.build_vgg16_classifier(n_classes, image_size=config.image_size, weights=config.weights,
                                              freeze_depth=4, head="gap", dropout=config.dropout, seed=config.seed)
 
-    def _fine_tune_candidate(self, loaded: LoadedData, maps: np.ndarray, announce) -> FineTuneCandidate | None:
-        """Train the fine-tune candidate on most of the training split and score it on the rest (last epoch)."""
-        y_train = loaded.y_train
+    def _fine_tune_candidate(self, loaded: LoadedData, features: AutoFeatures, best_linear: auto.Candidate,
+                             announce) -> FineTuneCandidate | None:
+        """Train the fine-tune candidate on most of the training pictures and score it on the rest (last
+        epoch), beside the best linear candidate fitted on the same pictures (the paired baseline)."""
+        y_train, maps = loaded.y_train, features.train_maps
         # the same share of every class held out (at least one picture each), drawn with the run's seed
         rng = np.random.default_rng(self.config.seed)
         holdout_rows = np.sort(np.concatenate([
             rng.permutation(np.flatnonzero(y_train == label))[:max(1, round(auto.FINE_TUNE_HOLDOUT * count))]
             for label, count in enumerate(np.bincount(y_train, minlength=loaded.n_classes))]))
         fit_rows = np.setdiff1d(np.arange(len(y_train)), holdout_rows)
+        labels = y_train[holdout_rows]
+        block = best_linear.block
+        baseline = auto.fit_linear(features.train[block][fit_rows], features.flipped[block][fit_rows],
+                                   y_train[fit_rows], best_linear.regularization, n_classes=loaded.n_classes
+                                   ).predict_proba(features.train[block][holdout_rows])
         started = time.perf_counter()
         network = self._fine_tune_network(loaded.n_classes)
-        outcome = self._fit_fine_tune(network, maps[fit_rows], y_train[fit_rows], maps[holdout_rows],
-                                      y_train[holdout_rows], n_classes=loaded.n_classes,
-                                      phase="fine_tune_candidate", keep_best=False)
+        outcome = self._fit_fine_tune(network, maps[fit_rows], y_train[fit_rows], maps[holdout_rows], labels,
+                                      n_classes=loaded.n_classes, phase="fine_tune_candidate", keep_best=False)
         if outcome.stopped:
             return None
         probabilities = outcome.val_probabilities
-        labels = y_train[holdout_rows]
         candidate = auto.Candidate(
             name=auto.fine_tune_name(5), kind="fine_tune", block=5, pooling=auto.POOLING, head="gap",
             regularization=None, cv_accuracy=float((probabilities.argmax(1) == labels).mean()), cv_std=None,
             folds=None, held_out=int(len(holdout_rows)), seconds=time.perf_counter() - started,
-            cv_log_loss=auto.log_loss(labels, probabilities))
+            cv_log_loss=auto.log_loss(labels, probabilities),
+            baseline_accuracy=float((baseline.argmax(1) == labels).mean()),
+            baseline_log_loss=auto.log_loss(labels, baseline))
         announce(candidate)
         return FineTuneCandidate(candidate, holdout_rows, probabilities)
 

@@ -97,6 +97,11 @@ def test_fine_tuning_is_a_candidate_when_every_class_has_enough_pictures(demo_di
     board = read(run, "candidates.json")
     tuned = [c for c in board["candidates"] if c["kind"] == "fine_tune"]
     assert len(tuned) == 1 and tuned[0]["held_out"] == 8 and tuned[0]["block"] == 5
+    assert 0.0 <= tuned[0]["baseline_accuracy"] <= 1.0 and tuned[0]["baseline_log_loss"] > 0
+    chosen = board["candidates"][board["chosen"]]
+    beats_baseline = (tuned[0]["cv_accuracy"], -tuned[0]["cv_log_loss"]) > (tuned[0]["baseline_accuracy"],
+                                                                           -tuned[0]["baseline_log_loss"])
+    assert (chosen["kind"] == "fine_tune") == beats_baseline
     assert "held-out" in board["scoring"]
     events = runs.read_all_events(run)
     candidate_epochs = [e for e in events if e["type"] == "epoch" and e["phase"] == "fine_tune_candidate"]
