@@ -1,0 +1,50 @@
+"""The README's command line, as real subprocesses: exit codes, one-line errors, stdout kept for results."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def core(*args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def test_train_help_lists_every_setting_and_the_recipe():
+    result = core("train", "--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--recipe", "--freeze-depth", "--head", "--optimizer", "--lr", "--epochs", "--batch-size",
+                   "--image-size", "--augment", "--two-phase", "--preset", "--model", "--unlabeled"):
+        assert option in result.stdout, option
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path):
+    result = core("train", tmp_path / "missing", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: data not found")
+    result = core("train", tmp_path, "--out", tmp_path / "run", "--recipe", "best")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "recipe" in result.stderr and "auto, manual" in result.stderr
+
+
+def test_a_default_run_is_auto_and_a_failed_run_exits_1_with_one_line(demo_dir, tmp_path):
+    result = core("train", demo_dir, "--out", tmp_path / "run", "--weights", "none", "--image-size", "32")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # stdout is the result alone
+    assert summary["state"] == "done"
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("training on CPU") or lines[0].startswith("training on GPU")
+    assert any(line.startswith("chosen: features from block") for line in lines)
+    assert not any("absl" in line or "cuda" in line.lower() for line in lines)  # no native start-up chatter
+    assert (tmp_path / "run" / "candidates.json").exists()
+    failed = core("train", demo_dir, "--out", tmp_path / "failed", "--weights", tmp_path / "nowhere.h5",
+                  "--image-size", "32")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1].startswith("failed: weights file not found")
+    assert json.loads(failed.stdout)["state"] == "failed"
