@@ -136,6 +136,11 @@ def cmd_train(args) -> int:
         raise UsageError(str(error))
     if not Path(args.data).exists():
         raise UsageError(f"data not found: {args.data} (give a folder with one subfolder per class, or a zip)")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # a reused folder would mix two runs: its stop request would stop this one, its events would
+        # run on into this run's curves
+        raise UsageError(f"--out {args.out} already holds files: give a new folder for each run")
     result = training.train(config, args.data, args.out, log=_say)
     print(json.dumps({"run_dir": result.run_dir, "state": result.state, "val_accuracy": result.val_accuracy,
                       "train_seconds": result.train_seconds, "error": result.error}))
@@ -154,10 +159,15 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from core import predict
 
+    from core.images import decode_image
+
+    # read at most one byte past the size a picture may have: a huge file is refused without filling memory
+    limit = decode_image.__kwdefaults__["max_bytes"] + 1
     files = []
     for name in args.images:
         try:
-            files.append((name, Path(name).read_bytes()))
+            with open(name, "rb") as handle:
+                files.append((name, handle.read(limit)))
         except OSError as error:
             files.append((name, None, f"cannot read file: {error.strerror}"))
     readable = [item for item in files if len(item) == 2]

@@ -48,3 +48,27 @@ def test_a_default_run_is_auto_and_a_failed_run_exits_1_with_one_line(demo_dir, 
     assert failed.returncode == 1
     assert failed.stderr.strip().splitlines()[-1].startswith("failed: weights file not found")
     assert json.loads(failed.stdout)["state"] == "failed"
+
+
+def test_a_used_run_folder_is_refused_and_a_huge_picture_is_not_read_whole(demo_dir, tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "stop.request").touch()  # what a stopped earlier run leaves
+    result = core("train", demo_dir, "--out", used, "--weights", "none")
+    assert result.returncode == 2 and "already holds files" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    import resource
+
+    from core import images, training
+    from core.config import TrainConfig
+
+    run = tmp_path / "run"
+    assert training.train(TrainConfig.from_dict({"weights": "none", "image_size": 32}), demo_dir, run).state == "done"
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as handle:  # sparse: 2 GB on paper, nothing on disk
+        handle.truncate(images.decode_image.__kwdefaults__["max_bytes"] * 40)
+    result = core("predict", run, huge)
+    assert result.returncode == 0, result.stderr
+    assert "too large" in json.loads(result.stdout)["error"]
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far
+    assert peak_kib < 1_800_000, f"predict used {peak_kib / 1e6:.1f} GB: it read the whole file"
