@@ -1,4 +1,4 @@
-"""The six measurements, each a function that returns plain figures (no formatting, no assertions).
+"""The measurements, each a function that returns plain figures (no formatting, no assertions).
 
 Every core run goes through core.training.train and is read back from its run directory
 (status.json, events.jsonl, metrics.json), exactly as the app reads it. The seed recipe runs in
@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.machine import REPO
+from bench.machine import REPO, load_average
 from core.config import FINE_TUNE_LEARNING_RATE
 
 
@@ -39,6 +39,8 @@ class Plan:
     scaling_epochs: int
     latency_repeats: int         # single-image predictions timed
     throughput_batch: int        # images per batch for batch throughput
+    timing_per_class: int = 50   # pictures a class of recipe auto's timing check (issue 10: 200 at 64 px)
+    defaults_epochs: int | None = None  # epochs of the manual defaults beside recipe auto (None: TrainConfig's)
     spread_seeds: int = 5        # seeds of the cached seed preset, for the accuracy spread
     paired_seeds: int = 3        # seeds at which plain and cached both train (same split, same start)
     seed_epochs: int = 10        # the seed recipe's (and the seed preset's) 10 epochs
@@ -50,7 +52,7 @@ FULL = Plan("full", image_size=64, per_class=150, freeze_epochs=5, memory_epochs
             memory_processes=("import", "cached", "uncached"),
             scaling_totals=(100, 200, 400, 800), scaling_epochs=10, latency_repeats=100, throughput_batch=64)
 QUICK = Plan("quick", image_size=32, per_class=5, freeze_epochs=2, memory_epochs=1, memory_processes=("cached",),
-             spread_seeds=1, paired_seeds=1,
+             timing_per_class=5, defaults_epochs=2, spread_seeds=1, paired_seeds=1,
              scaling_totals=(12, 24), scaling_epochs=1, latency_repeats=10, throughput_batch=16)
 
 
@@ -69,11 +71,15 @@ class Context:
 
 # ---------------------------------------------------------------------- helpers
 
-def core_run(ctx: Context, name: str, *, data_dir: Path | None = None, **settings) -> dict:
+def core_run(ctx: Context, name: str, *, data_dir: Path | None = None, split: tuple | None = None,
+             **settings) -> dict:
     """Train through core.training.train and summarise its run directory.
 
-    Returns train_seconds, val_accuracy (the best epoch, what core keeps), final_val_accuracy
-    (the last epoch), epoch_seconds, cache_seconds (the feature_cache phase) and the cache note.
+    ``split`` (train indices, validation indices) is handed to core as is; without it core draws its
+    own (recipe auto with few pictures a class keeps none). Returns train_seconds, wall_seconds (the
+    whole train call), val_accuracy (the best epoch, what core keeps), final_val_accuracy (the last
+    epoch), epoch_seconds, cache_seconds (the feature_cache phase), phase_seconds, the cache note and,
+    for recipe auto, what it chose (candidates.json).
     """
     import keras
 
@@ -89,29 +95,47 @@ def core_run(ctx: Context, name: str, *, data_dir: Path | None = None, **setting
     if data_dir is None:
         data_dir, dataset = ctx.data_dir, ctx.dataset
     ctx.log(f"  core run {name}: {_describe(settings)}")
-    result = training.train(config, str(data_dir), run_dir, dataset=dataset)
+    started = time.perf_counter()
+    result = training.train(config, str(data_dir), run_dir, dataset=dataset, split=split)
+    wall_seconds = round(time.perf_counter() - started, 3)
     if result.state != "done":
         raise BenchError(f"core run {name} ended {result.state}: {result.error}")
     events = runs.read_all_events(run_dir)
     epochs = [event for event in events if event["type"] == "epoch"]
     phases = {event["name"]: event["seconds"] for event in events if event["type"] == "phase"}
     status = runs.read_status(run_dir) or {}
+    chosen = runs.read_json(run_dir / "candidates.json")
     summary = {
         "run_dir": str(run_dir),
         "settings": settings,
+        "recipe": config.recipe,
         "train_seconds": result.train_seconds,
+        "wall_seconds": wall_seconds,
         "val_accuracy": result.val_accuracy,
         "final_val_accuracy": epochs[-1].get("val_accuracy") if epochs else None,
         "val_accuracy_per_epoch": [event.get("val_accuracy") for event in epochs],
         "epochs": len(epochs),
         "epoch_seconds": [event["seconds"] for event in epochs],
         "cache_seconds": phases.get("feature_cache"),
+        "phase_seconds": phases,
         "feature_cache": status.get("feature_cache"),
+        "evaluation": status.get("evaluation"),
         "device": status.get("device"),
+        "chosen": _chosen(chosen),
     }
     ctx.log(f"    train_seconds {summary['train_seconds']}, val_accuracy {summary['val_accuracy']:.3f}")
     ctx.runs[name] = summary
     return summary
+
+
+def _chosen(candidates: dict | None) -> dict | None:
+    """Recipe auto's choice from candidates.json: the winner's name and kind, the reason, the scores."""
+    if not candidates or not candidates.get("candidates"):
+        return None
+    winner = candidates["candidates"][candidates["chosen"]]
+    return {"name": winner["name"], "kind": winner["kind"], "block": winner["block"],
+            "cv_accuracy": winner["cv_accuracy"], "reason": candidates.get("reason"),
+            "candidates": len(candidates["candidates"]), "scoring": candidates.get("scoring")}
 
 
 def _describe(settings: dict) -> str:
@@ -284,14 +308,22 @@ def partial_freeze(ctx: Context, depths=(3, 4)) -> dict:
 
 # ---------------------------------------------------------------------- 3. defaults against the seed recipe
 
-def defaults_vs_seed(ctx: Context, seed_result: dict) -> dict:
-    """Core's defaults (cached) beside the seed recipe, plain and through core's preset."""
+def manual_defaults(epochs: int | None = None) -> str:
+    """The manual recipe's defaults in words, read from TrainConfig so they follow the code."""
     from core.config import TrainConfig
 
-    defaults = core_run(ctx, "defaults_cached")
-    default_config = TrainConfig()
-    described = (f"VGG16 freeze depth {default_config.freeze_depth}, head {default_config.head}, "
-                 f"{default_config.optimizer} lr {default_config.learning_rate:g}, {default_config.epochs} epochs")
+    config = TrainConfig()
+    return (f"VGG16 freeze depth {config.freeze_depth}, head {config.head}, {config.optimizer} lr "
+            f"{config.learning_rate:g}, {epochs or config.epochs} epochs")
+
+
+def defaults_vs_seed(ctx: Context, seed_result: dict) -> dict:
+    """Core's manual defaults (cached) beside the seed recipe, plain and through core's preset.
+
+    The manual recipe is asked for by name: the default recipe is auto, which section 7 compares.
+    """
+    defaults = core_run(ctx, "defaults_cached", recipe="manual")
+    described = manual_defaults()
     rows = [
         {"name": "seed recipe, plain Keras (images every epoch)", "seconds": seed_result["plain"]["seconds"],
          "final_val_accuracy": seed_result["plain"]["final_val_accuracy"],
@@ -299,7 +331,7 @@ def defaults_vs_seed(ctx: Context, seed_result: dict) -> dict:
         {"name": "core preset seed, cached", "seconds": seed_result["cached"]["seconds"],
          "final_val_accuracy": seed_result["cached"]["final_val_accuracy"],
          "best_val_accuracy": seed_result["cached"]["best_val_accuracy"]},
-        {"name": f"core defaults, cached ({described})", "seconds": defaults["train_seconds"],
+        {"name": f"core manual defaults, cached ({described})", "seconds": defaults["train_seconds"],
          "final_val_accuracy": defaults["final_val_accuracy"], "best_val_accuracy": defaults["val_accuracy"]},
     ]
     return {"rows": rows, "defaults_run_dir": defaults["run_dir"]}
@@ -376,10 +408,11 @@ def memory(ctx: Context) -> dict:
             continue
         run_dir = ctx.work / "runs" / f"memory_{'cached' if cache else 'uncached'}"
         processes.append({
-            "name": f"python -m core train, defaults, {'cached' if cache else 'uncached'}, "
+            "name": f"python -m core train, manual defaults, {'cached' if cache else 'uncached'}, "
                     f"{plan.memory_epochs} epoch(s)",
+            # recipe manual by name: recipe auto (the default) has no uncached path to compare
             "command": [sys.executable, "-m", "core", "train", str(ctx.data_dir), "--out", str(run_dir),
-                        "--weights", ctx.weights, "--image-size", str(plan.image_size),
+                        "--recipe", "manual", "--weights", ctx.weights, "--image-size", str(plan.image_size),
                         "--epochs", str(plan.memory_epochs), "--seed", str(plan.seed),
                         "--cache-features", "true" if cache else "false"],
         })
@@ -447,3 +480,104 @@ def scaling(ctx: Context) -> dict:
             slope, intercept = np.polyfit(x, y, 1)
             growth[label] = {"seconds_per_image": round(float(slope), 5), "fixed_seconds": round(float(intercept), 3)}
     return {"rows": rows, "growth": growth, "image_size": plan.image_size}
+
+
+# ---------------------------------------------------------------------- 7. recipe auto against the defaults
+
+def auto_vs_defaults(ctx: Context) -> dict:
+    """Recipe auto (the default) against the manual defaults and the seed preset, on one explicit split.
+
+    All three are handed the main split, so auto keeps a validation split (below FEW_PER_CLASS pictures
+    a class it would otherwise train on every picture) and all three are scored on the same held-out
+    pictures; each run's recorded split is checked against it.
+    """
+    split = (ctx.train_idx, ctx.val_idx)
+    epochs = {} if ctx.plan.defaults_epochs is None else {"epochs": ctx.plan.defaults_epochs}
+    candidates = [
+        ("auto", "recipe auto (the default)", {"recipe": "auto", **epochs}),
+        ("manual_defaults", f"manual defaults, cached ({manual_defaults(ctx.plan.defaults_epochs)})",
+         {"recipe": "manual", **epochs}),
+        ("seed_preset", "preset seed, cached (the seed recipe: all 5 frozen, Flatten-Dense(1024), SGD 1e-4, "
+                        f"{ctx.plan.seed_epochs} epochs)", {"preset": "seed"}),
+    ]
+    validation_paths = [ctx.dataset.paths[i] for i in ctx.val_idx]
+    rows = []
+    for key, name, settings in candidates:
+        run = core_run(ctx, f"{key}_same_split", split=split, **settings)
+        recorded = json.loads((Path(run["run_dir"]) / "dataset.json").read_text())["split"]
+        if recorded["validation"] != validation_paths:
+            raise BenchError(f"{key} was not scored on the split it was given")
+        rows.append({"key": key, "name": name, "recipe": run["recipe"], "train_seconds": run["train_seconds"],
+                     "wall_seconds": run["wall_seconds"], "val_accuracy": run["val_accuracy"],
+                     "final_val_accuracy": run["final_val_accuracy"], "evaluation": run["evaluation"],
+                     "phase_seconds": run["phase_seconds"], "chosen": run["chosen"]})
+    by_key = {row["key"]: row for row in rows}
+    auto_row = by_key["auto"]
+    return {
+        "rows": rows,
+        "train_images": len(ctx.train_idx),
+        "validation_images": len(ctx.val_idx),
+        "same_split": True,  # checked above for every run (a mismatch raises)
+        "one_validation_image_points": round(100 / max(1, len(ctx.val_idx)), 2),
+        "auto_minus_manual_points": _points(auto_row["val_accuracy"], by_key["manual_defaults"]["val_accuracy"]),
+        "auto_minus_seed_points": _points(auto_row["val_accuracy"], by_key["seed_preset"]["val_accuracy"]),
+        "manual_over_auto_seconds": _ratio(by_key["manual_defaults"]["train_seconds"], auto_row["train_seconds"]),
+    }
+
+
+def _points(first, second) -> float | None:
+    return None if first is None or second is None else round(100 * (first - second), 2)
+
+
+# ---------------------------------------------------------------------- 8. recipe auto's timing check
+
+def auto_timing(ctx: Context) -> dict:
+    """Issue 10: the linear candidates' cross-validation and the final linear fit together take at most as
+    long as the forward pass, on 4 x timing_per_class demo pictures (200 at 64 px in the full plan).
+
+    Read from one auto run's phase events: ``candidates`` + ``final_fit`` against ``feature_cache``, the
+    one forward pass over the training pictures, their mirror images and the validation pictures (its
+    first batch also builds the graph). Recipe auto draws its own split here, as a user's run would. When
+    fine-tuning wins, ``final_fit`` is fine-tuning and not a linear fit: the ratio is then the
+    cross-validation's alone, and ``final_fit_linear`` says so.
+    """
+    from core import demo_data
+
+    plan = ctx.plan
+    data_dir = ctx.work / "data" / f"timing_{plan.timing_per_class}"
+    demo_data.write_demo_data(str(data_dir), per_class=plan.timing_per_class, size=plan.image_size, seed=plan.seed)
+    load_before = load_average()
+    run = core_run(ctx, "auto_timing", data_dir=data_dir, recipe="auto")
+    load_after = load_average()
+    phases = run["phase_seconds"]
+    split = json.loads((Path(run["run_dir"]) / "dataset.json").read_text())["split"]
+    forward_seconds = phases["feature_cache"]
+    forward_images = (run["feature_cache"] or {}).get("images") or 2 * len(split["train"]) + len(split["validation"])
+    final_fit_linear = bool(run["chosen"]) and run["chosen"]["kind"] == "linear"
+    fitting_seconds = phases["candidates"] + (phases.get("final_fit", 0.0) if final_fit_linear else 0.0)
+    ratio = round(fitting_seconds / forward_seconds, 3) if forward_seconds else None
+    return {
+        "pictures": len(split["train"]) + len(split["validation"]),
+        "per_class": plan.timing_per_class,
+        "image_size": plan.image_size,
+        "train_pictures": len(split["train"]),
+        "validation_pictures": len(split["validation"]),
+        "forward_images": forward_images,
+        "forward_seconds": forward_seconds,
+        "forward_ms_per_image": round(1000 * forward_seconds / forward_images, 2) if forward_images else None,
+        "candidates_seconds": phases["candidates"],
+        "final_fit_seconds": phases.get("final_fit"),
+        "final_fit_linear": final_fit_linear,
+        "fitting_seconds": round(fitting_seconds, 3),
+        "fitting_over_forward": ratio,
+        "within_forward_pass": ratio is not None and ratio <= 1.0,
+        "fine_tune_candidate_seconds": phases.get("fine_tune_candidate"),
+        "train_seconds": run["train_seconds"],
+        "wall_seconds": run["wall_seconds"],
+        "val_accuracy": run["val_accuracy"],
+        "evaluation": run["evaluation"],
+        "chosen": run["chosen"],
+        "phase_seconds": phases,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+    }

@@ -8,6 +8,7 @@ from bench.machine import REPO
 
 GPU_RESULTS = REPO / "bench" / "gpu_results.json"
 SEED_TARGET, FREEZE_TARGET = 8.0, 3.0  # the speedups issue 6 asks results.md to show
+AUTO_FITTING_TARGET = 1.0  # issue 10: recipe auto's linear fitting at most as long as its forward pass
 
 
 def read_gpu_results() -> dict | None:
@@ -67,7 +68,8 @@ def markdown(results: dict, chart_name: str | None) -> str:
     if results["quick"]:
         lines += ["> **Quick run** (`python -m bench --quick`): tiny images and datasets, only to check that the "
                   "benchmark works. Its figures mean nothing; run `python -m bench` for real ones.", ""]
-    lines += [f"Produced by `python -m bench{' --quick' if results['quick'] else ''}` in "
+    only = f" --only {' '.join(results['only'])}" if results.get("only") else ""
+    lines += [f"Produced by `python -m bench{' --quick' if results['quick'] else ''}{only}` in "
               f"{results['total_seconds'] / 60:.1f} minutes. Every figure comes from this one run on this one "
               "machine; `results.json` holds the same figures. Seeds are fixed (demo data, split, "
               "initialisation, shuffling), so a second run should differ by timing noise (and float round-off in multithreaded CPU kernels) only.", ""]
@@ -92,7 +94,7 @@ def markdown(results: dict, chart_name: str | None) -> str:
     if dataset:
         lines += [f"Data: the generated demo set ({', '.join(dataset['classes'])}), {dataset['images']} images "
                   f"at {dataset['image_size']} px, split {dataset['train']} train / {dataset['validation']} "
-                  f"validation (stratified, seed {dataset['seed']}); sections 1-5 all use this one split. "
+                  f"validation (stratified, seed {dataset['seed']}); sections 1-5 and 7 all use this one split. "
                   f"Batch size {plan['batch_size']}.", ""]
     lines += _seed_section(results)
     lines += _freeze_section(results)
@@ -100,6 +102,8 @@ def markdown(results: dict, chart_name: str | None) -> str:
     lines += _prediction_section(results)
     lines += _memory_section(results)
     lines += _scaling_section(results, chart_name)
+    lines += _auto_section(results)
+    lines += _auto_timing_section(results)
     lines += _gpu_section(results.get("gpu"))
     lines += ["## How the figures are taken", "",
               "- *Training seconds* of a core run are its `train_seconds` (status.json): from the first feature "
@@ -135,6 +139,20 @@ def _summary(results: dict) -> list[str]:
             lines.append(f"- Freeze depth {row['freeze_depth']}: per-epoch speedup from the cache "
                          f"{_times(row['per_epoch_speedup'])} ({_seconds(row['cached_epoch_seconds'])} cached against "
                          f"{_seconds(row['uncached_epoch_seconds'])} uncached){target}.")
+    auto = results.get("auto_vs_defaults")
+    if auto:
+        rows = {row["key"]: row for row in auto["rows"]}
+        lines.append("- Recipe auto (the default): " + ", against ".join(
+            f"{label} {_percent(rows[key]['val_accuracy'])} in {_seconds(rows[key]['train_seconds'])}"
+            for key, label in (("auto", "validation accuracy"), ("manual_defaults", "the manual defaults"),
+                               ("seed_preset", "the seed preset"))) + " (same split, training seconds).")
+    timing = results.get("auto_timing")
+    if timing:
+        lines.append(f"- Recipe auto's linear fitting took {_times(timing['fitting_over_forward'])} the time of its "
+                     f"forward pass on {timing['pictures']} pictures at {timing['image_size']} px "
+                     f"({_seconds(timing['fitting_seconds'])} against {_seconds(timing['forward_seconds'])}; "
+                     f"target at most {AUTO_FITTING_TARGET:g}x: "
+                     f"{'met' if timing['within_forward_pass'] else 'not met'}).")
     for section, error in results["errors"].items():
         lines.append(f"- Section {section} failed: {error}")
     return lines + [""]
@@ -229,8 +247,9 @@ def _freeze_section(results: dict) -> list[str]:
 
 
 def _defaults_section(results: dict) -> list[str]:
-    lines = ["## 3. Core's defaults against the seed recipe", "",
-             "Same data and split. Core's defaults are what the app starts with.", ""]
+    lines = ["## 3. Core's manual defaults against the seed recipe", "",
+             "Same data and split. The manual defaults are what a run gets with recipe manual (or any manual "
+             "setting given); the default recipe, auto, is compared in section 7.", ""]
     section = results.get("defaults_vs_seed")
     if not section:
         return lines + _failed(results, "defaults_vs_seed")
@@ -295,6 +314,73 @@ def _scaling_section(results: dict, chart_name: str | None) -> list[str]:
         lines.append(f"- {label}: about {1000 * fit['seconds_per_image']:.1f} ms more per extra image "
                      f"(least-squares line; {fit['fixed_seconds']:.1f} s fixed).")
     return lines + [""]
+
+
+def _auto_section(results: dict) -> list[str]:
+    lines = ["## 7. Recipe auto against the manual defaults and the seed recipe", "",
+             "Recipe auto (the default) chooses by cross-validation on the training pictures among linear heads on "
+             "VGG16 blocks 3-5 and, from 20 pictures a class, fine-tuning block 5 (`core/auto.py`); the manual "
+             "defaults and the seed preset train as in sections 1 and 3. All three are given the split of sections "
+             "1-5 by hand (`training.train(..., split=...)`), so auto keeps the validation split it would drop "
+             "below 50 pictures a class, and all three are scored on the same held-out pictures. "
+             "*Training seconds* are `train_seconds` (from the forward pass or feature cache to the end of "
+             "fitting); *wall seconds* the whole `training.train` call (building, saving).", ""]
+    section = results.get("auto_vs_defaults")
+    if not section:
+        return lines + _failed(results, "auto_vs_defaults")
+    lines += _table(["", "training seconds", "wall seconds", "val. accuracy (the kept model)",
+                     "val. accuracy (final)"],
+                    [[row["name"], _seconds(row["train_seconds"]), _seconds(row["wall_seconds"]),
+                      _percent(row["val_accuracy"]), _percent(row["final_val_accuracy"])] for row in section["rows"]])
+    auto = next(row for row in section["rows"] if row["key"] == "auto")
+    chosen = auto.get("chosen") or {}
+    phases = ", ".join(f"{name} {_seconds(seconds)}" for name, seconds in auto["phase_seconds"].items())
+    lines += [f"{section['train_images']} training and {section['validation_images']} validation pictures; one "
+              f"validation picture is {section['one_validation_image_points']:.1f} points. Auto minus manual "
+              f"defaults: {_signed(section['auto_minus_manual_points'])} points; auto minus the seed preset: "
+              f"{_signed(section['auto_minus_seed_points'])} points; the manual defaults took "
+              f"{_times(section['manual_over_auto_seconds'])} auto's training seconds. The manual runs keep their "
+              "best epoch on these same validation pictures, which flatters them a little; auto chose without "
+              "looking at them.", "",
+              f"- Auto chose: {chosen.get('name', '–')} ({chosen.get('reason', '–')}; {chosen.get('scoring', '–')}).",
+              f"- Auto's phases: {phases}.", ""]
+    return lines
+
+
+def _auto_timing_section(results: dict) -> list[str]:
+    lines = ["## 8. Recipe auto: fitting against the forward pass", "",
+             "Issue 10 asks that the linear candidates' cross-validation and the final linear fit together take at "
+             "most as long as the forward pass itself. One auto run (its own split, as a user's run) on demo data, "
+             "read from its phase events: *forward pass* is `feature_cache`, one pass over the training pictures, "
+             "their mirror images and the validation pictures (its first batch also builds the graph); *fitting* "
+             "is `candidates` + `final_fit`. The fine-tune candidate, when tried, is a phase of its own and not "
+             "counted.", ""]
+    timing = results.get("auto_timing")
+    if not timing:
+        return lines + _failed(results, "auto_timing")
+    final = (_seconds(timing["final_fit_seconds"]) if timing["final_fit_linear"]
+             else f"not linear: fine-tuning won ({_seconds(timing['final_fit_seconds'])}, not counted)")
+    lines += _table(["pictures", "forward pass (pictures)", "forward pass", "per picture",
+                     "cross-validation (`candidates`)", "final fit", "fitting / forward pass"],
+                    [[f"{timing['pictures']} at {timing['image_size']} px ({timing['train_pictures']} train / "
+                      f"{timing['validation_pictures']} validation)", timing["forward_images"],
+                      _seconds(timing["forward_seconds"]), f"{timing['forward_ms_per_image']:.1f} ms",
+                      _seconds(timing["candidates_seconds"]), final,
+                      f"**{timing['fitting_over_forward']:.2f}** (at most {AUTO_FITTING_TARGET:g}: "
+                      f"{'met' if timing['within_forward_pass'] else 'not met'})"]])
+    chosen = timing.get("chosen") or {}
+    fine_tune = timing.get("fine_tune_candidate_seconds")
+    lines += [f"Load average (1, 5, 15 min) before / after this run: {timing['load_average_before']} / "
+              f"{timing['load_average_after']}. The run took {_seconds(timing['train_seconds'])} of training "
+              f"({_seconds(timing['wall_seconds'])} wall)"
+              + (f", of which the fine-tune candidate {_seconds(fine_tune)}" if fine_tune is not None else "")
+              + f"; it chose {chosen.get('name', '–')} ({_percent(timing['val_accuracy'])} by "
+              f"{str(timing['evaluation']).replace('_', ' ')}).", ""]
+    return lines
+
+
+def _signed(value) -> str:
+    return "–" if value is None else f"{value:+.1f}"
 
 
 def _gpu_section(gpu: dict | None) -> list[str]:

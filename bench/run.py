@@ -1,4 +1,4 @@
-"""The benchmark from start to end: machine, weights, data, the six measurements, the report.
+"""The benchmark from start to end: machine, weights, data, the eight measurements, the report.
 
 A measurement that fails is recorded with its reason and the others still run; the exit status
 is then 1, so CI notices. Nothing here compares a timing against a threshold.
@@ -20,6 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from bench import machine, measure, report  # noqa: E402
 
 WEIGHTS_TOOL = machine.REPO.parent / "shared" / "tools" / "pretrained_vgg16.py"
+SECTIONS = ("seed_recipe", "partial_freeze", "defaults_vs_seed", "prediction", "memory", "scaling",
+            "auto_vs_defaults", "auto_timing")
 
 
 def log(message: str) -> None:
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="auto",
                         help="auto (the offline pretrained VGG16, else none), none, imagenet, or a weights file")
     parser.add_argument("--work", help="keep datasets and run directories here (default: a temporary folder)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                        help="measure only these sections (the others show as not measured): "
+                             + ", ".join(SECTIONS) + "; defaults_vs_seed needs seed_recipe, prediction a "
+                             "trained model from one of the two")
     args = parser.parse_args(argv)
 
     plan = measure.QUICK if args.quick else measure.FULL
@@ -70,13 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     weights, weights_note = resolve_weights(args.weights)
     log(f"weights: {weights_note}")
     results = {"seed_recipe_speedup": None, "plan": dataclasses.asdict(plan), "quick": args.quick,
+               "only": args.only,
                "machine": facts, "weights": weights_note, "weights_path": weights, "errors": {}}
 
     scratch = None if args.work else tempfile.TemporaryDirectory(prefix="transfer-studio-bench-")
     work = Path(args.work or scratch.name).absolute()
     try:
         context = _prepare(plan, weights, work, results)
-        _measure_all(context, results)
+        _measure_all(context, results, args.only)
     finally:
         if scratch is not None:
             scratch.cleanup()
@@ -126,8 +133,13 @@ def _prepare(plan, weights, work: Path, results: dict) -> measure.Context:
                            train_idx=train_idx, val_idx=val_idx, log=log)
 
 
-def _measure_all(context: measure.Context, results: dict) -> None:
+def _measure_all(context: measure.Context, results: dict, only: list[str] | None = None) -> None:
+    def wanted(name):
+        return not only or name in only
+
     def section(name, function, *args):
+        if not wanted(name):
+            return None
         log(f"section {name}")
         section_started = time.perf_counter()
         try:
@@ -144,12 +156,14 @@ def _measure_all(context: measure.Context, results: dict) -> None:
         results["seed_recipe_speedup"] = seed["speedup"]
     section("partial_freeze", measure.partial_freeze)
     defaults = section("defaults_vs_seed", measure.defaults_vs_seed, seed) if seed else None
-    if defaults is None:
+    if defaults is None and wanted("defaults_vs_seed"):
         results["errors"].setdefault("defaults_vs_seed", "needs the seed recipe section")
     run_dir = defaults["defaults_run_dir"] if defaults else context.runs.get("seed_preset_cached", {}).get("run_dir")
     if run_dir:
         section("prediction", measure.prediction, run_dir)
-    else:
+    elif wanted("prediction"):
         results["errors"]["prediction"] = "no trained model to predict with"
     section("memory", measure.memory)
     section("scaling", measure.scaling)
+    section("auto_vs_defaults", measure.auto_vs_defaults)
+    section("auto_timing", measure.auto_timing)

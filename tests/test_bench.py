@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("seed_recipe", "partial_freeze", "defaults_vs_seed", "prediction", "memory", "scaling")
+SECTIONS = ("seed_recipe", "partial_freeze", "defaults_vs_seed", "prediction", "memory", "scaling",
+            "auto_vs_defaults", "auto_timing")
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,47 @@ def test_quick_benchmark_writes_json_with_every_section(quick_results):
 
 
 @pytest.mark.slow
+def test_quick_benchmark_compares_recipe_auto_on_the_same_split(quick_results):
+    results = json.loads((quick_results / "results.json").read_text())
+    section = results["auto_vs_defaults"]
+    rows = {row["key"]: row for row in section["rows"]}
+    assert set(rows) == {"auto", "manual_defaults", "seed_preset"}
+    assert section["same_split"] is True and section["validation_images"] == results["dataset"]["validation"]
+    assert [rows[key]["recipe"] for key in ("auto", "manual_defaults", "seed_preset")] == ["auto", "manual", "manual"]
+    for row in rows.values():
+        # scored on the validation split it was given, auto included (it would keep none on its own here)
+        assert row["evaluation"] == "validation_split"
+        assert 0 <= row["val_accuracy"] <= 1
+        assert 0 < row["train_seconds"] <= row["wall_seconds"]
+    assert rows["auto"]["chosen"]["kind"] == "linear"  # 5 pictures a class: no fine-tune candidate
+    # the manual defaults of section 3 are the manual recipe, not the new default
+    defaults = results["defaults_vs_seed"]["rows"][-1]["name"]
+    assert "manual defaults" in defaults and "freeze depth 4" in defaults
+
+    timing = results["auto_timing"]
+    assert timing["pictures"] == 4 * results["plan"]["timing_per_class"]
+    assert timing["forward_images"] == 2 * timing["train_pictures"] + timing["validation_pictures"]
+    assert timing["forward_seconds"] > 0 and timing["forward_ms_per_image"] > 0
+    assert timing["final_fit_linear"] is True
+    assert timing["fitting_seconds"] == pytest.approx(timing["candidates_seconds"] + timing["final_fit_seconds"],
+                                                      abs=1e-3)
+    assert timing["fitting_over_forward"] == pytest.approx(timing["fitting_seconds"] / timing["forward_seconds"],
+                                                           abs=1e-3)
+    assert len(timing["load_average_before"]) == 3
+
+
+@pytest.mark.slow
 def test_quick_benchmark_writes_tables_and_an_offline_chart(quick_results):
     page = (quick_results / "results.md").read_text()
-    for heading in ("## Machine", "## 1. The seed recipe", "## 2. Partial freeze", "## 3. Core's defaults",
-                    "## 4. Prediction", "## 5. Memory", "## 6. Scaling", "## On a GPU"):
+    for heading in ("## Machine", "## 1. The seed recipe", "## 2. Partial freeze", "## 3. Core's manual defaults",
+                    "## 4. Prediction", "## 5. Memory", "## 6. Scaling", "## 7. Recipe auto against the manual",
+                    "## 8. Recipe auto: fitting against the forward pass", "## On a GPU"):
         assert heading in page
     assert "seed_recipe_speedup" in page
     assert "| plain Keras, seed recipe (images every epoch) |" in page
     assert "| k | cached s/epoch | uncached s/epoch |" in page
+    assert "| recipe auto (the default) |" in page and "fitting / forward pass" in page
+    assert "Recipe auto's linear fitting took" in page
     chart = (quick_results / "results_scaling.html").read_text()
     # plotly.js is inside the page (megabytes), not fetched from a CDN: it opens offline
     assert "<script src=\"http" not in chart and len(chart) > 1_000_000
