@@ -137,10 +137,11 @@ def cmd_train(args) -> int:
     if not Path(args.data).exists():
         raise UsageError(f"data not found: {args.data} (give a folder with one subfolder per class, or a zip)")
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        # a reused folder would mix two runs: its stop request would stop this one, its events would
-        # run on into this run's curves
-        raise UsageError(f"--out {args.out} already holds files: give a new folder for each run")
+    # A folder where a run already trained would mix two runs: its stop request would stop this one, its
+    # events would run on into this run's curves. (The job manager's own config.json, job.json, status and
+    # a stop asked for while queued are not a run yet.)
+    if out.exists() and (not out.is_dir() or any((out / name).exists() for name in ("events.jsonl", "model.keras"))):
+        raise UsageError(f"--out {args.out} already holds a run: give a new folder for each run")
     result = training.train(config, args.data, args.out, log=_say)
     print(json.dumps({"run_dir": result.run_dir, "state": result.state, "val_accuracy": result.val_accuracy,
                       "train_seconds": result.train_seconds, "error": result.error}))

@@ -53,9 +53,10 @@ def test_a_default_run_is_auto_and_a_failed_run_exits_1_with_one_line(demo_dir, 
 def test_a_used_run_folder_is_refused_and_a_huge_picture_is_not_read_whole(demo_dir, tmp_path):
     used = tmp_path / "used"
     used.mkdir()
-    (used / "stop.request").touch()  # what a stopped earlier run leaves
+    for name in ("stop.request", "events.jsonl"):  # what a stopped earlier run leaves
+        (used / name).touch()
     result = core("train", demo_dir, "--out", used, "--weights", "none")
-    assert result.returncode == 2 and "already holds files" in result.stderr
+    assert result.returncode == 2 and "already holds a run" in result.stderr
     assert result.stderr.strip().count("\n") == 0
     import resource
 
