@@ -119,6 +119,9 @@ def train_config_from_args(args):
             values = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise UsageError(f"cannot read --config {args.config}: {error}")
+        if not isinstance(values, dict):
+            raise UsageError(f"--config {args.config} must hold a JSON object of settings "
+                             f'(like {{"epochs": 5}}), not a {type(values).__name__}')
     for name in field_names():
         value = getattr(args, name, None)
         if value is not None:
@@ -151,6 +154,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from core import evaluation
 
+    _existing_run(args.run_dir)
     result = evaluation.evaluate(args.run_dir, args.data)
     result.pop("feature_map", None)
     print(json.dumps(result, indent=2, default=str))
@@ -160,6 +164,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from core import predict
 
+    _existing_run(args.run_dir)
     from core.images import decode_image
 
     # read at most one byte past the size a picture may have: a huge file is refused without filling memory
@@ -182,6 +187,10 @@ def cmd_predict(args) -> int:
 def cmd_experiment(args) -> int:
     from core import experiments
 
+    if args.epochs is not None and not 1 <= args.epochs <= 1000:
+        raise UsageError(f"--epochs must be a whole number from 1 to 1000, got {args.epochs}")
+    if args.image_size is not None and not 32 <= args.image_size <= 224:
+        raise UsageError(f"--image-size must be a whole number from 32 to 224, got {args.image_size}")
     options = {key: value for key, value in (("weights", args.weights), ("image_size", args.image_size),
                                              ("epochs", args.epochs)) if value is not None}
     result = experiments.run_experiment(args.kind, args.data, args.out, quick=args.quick, log=_say, **options)
@@ -189,9 +198,15 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def _existing_run(run_dir: str) -> None:
+    if not Path(run_dir).is_dir():
+        raise UsageError(f"run folder not found: {run_dir} (give the --out folder of a training run)")
+
+
 def cmd_report(args) -> int:
     from core import report
 
+    _existing_run(args.run_dir)
     print(report.write_report(args.run_dir))
     return 0
 
@@ -199,6 +214,7 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from core import export
 
+    _existing_run(args.run_dir)
     if args.format == "bundle":
         Path(args.out).write_bytes(export.bundle_zip(args.run_dir))
     elif args.format == "savedmodel":
@@ -237,6 +253,7 @@ def _import_keras_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if args.command != "demo-data":
@@ -252,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             from core.training import plain_error
 
             message = plain_error(error)
+            if message.startswith("training failed unexpectedly") and args and args.command != "train":
+                message = message.replace("training failed unexpectedly", f"{args.command} failed unexpectedly", 1)
         except Exception:  # training itself cannot be imported: still one line
             message = f"{type(error).__name__}: {error}"
         print(f"error: {message}", file=sys.stderr)

@@ -153,6 +153,9 @@ def load_vgg16_base(image_size: int, weights: str = "imagenet", progress: Progre
     if weights == "imagenet":
         return _load_imagenet(shape, progress)
     path = Path(weights).expanduser()
+    if path.is_dir():
+        raise WeightsError(f"the weights path {weights} is a folder: give the path of a VGG16 (no top) weights "
+                           "file inside it, or choose weights 'imagenet' or 'none'")
     if not path.is_file():
         raise WeightsError(f"weights file not found: {weights}. Choose weights 'imagenet', 'none', "
                            "or the path of a VGG16 (no top) weights file")
