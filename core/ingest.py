@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
@@ -93,13 +94,20 @@ def from_folder(path, image_size: int, *, policy: str = "center_crop", limits: L
     _check_request(image_size, policy)
     limits = limits or Limits()
     candidates, skipped, classes = [], _manifest_skipped(root), set()
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    counted = len(entries)
+    _check_entry_count(counted, limits, "folder")
+    for entry in entries:
         if _is_clutter(entry.name):
             continue
-        if entry.is_dir():
+        if entry.is_symlink():
+            skipped.append({"path": entry.name, "reason": LINK_REASON})
+        elif entry.is_dir():
             class_name = _clean_name(entry.name)
             classes.add(class_name)
-            for relative in _files_below(entry.path, prefix=entry.name):
+            files, links, counted = _files_below(entry.path, prefix=entry.name, limits=limits, counted=counted)
+            skipped.extend({"path": link, "reason": LINK_REASON} for link in links)
+            for relative in files:
                 candidates.append(_file_candidate(root, relative, class_name, limits))
         elif entry.name != MANIFEST_NAME:
             skipped.append({"path": entry.name, "reason": "not in a class folder"})
@@ -168,9 +176,10 @@ def load_unlabeled(source, image_size: int, *, policy: str = "center_crop", limi
                           for parts, info in members if not info.is_dir()]
             return _build(candidates, [], skipped, image_size, policy, limits, progress)
     root = _existing_folder(source)
-    candidates = [_file_candidate(root, relative, None, limits)
-                  for relative in _files_below(root, prefix="") if relative != MANIFEST_NAME]
-    return _build(candidates, [], _manifest_skipped(root), image_size, policy, limits, progress)
+    files, links, _ = _files_below(root, prefix="", limits=limits)
+    candidates = [_file_candidate(root, relative, None, limits) for relative in files if relative != MANIFEST_NAME]
+    skipped = _manifest_skipped(root) + [{"path": link, "reason": LINK_REASON} for link in links]
+    return _build(candidates, [], skipped, image_size, policy, limits, progress)
 
 
 def load_labeled(source, image_size: int, **kw) -> Dataset:
@@ -401,17 +410,48 @@ def _existing_folder(path) -> str:
     return root
 
 
-def _files_below(folder: str, prefix: str) -> list[str]:
-    """Relative paths ("prefix/sub/name") of the non-hidden files at any depth under folder."""
-    found = []
+# One rule for links in folders: they are not followed (a class folder linked to /usr, or to its own
+# parent, would read a whole disk or loop); each is reported as skipped, with what to do instead.
+LINK_REASON = "a link, not followed: copy the file or folder in instead"
+
+
+def _check_entry_count(count: int, limits: Limits, what: str) -> None:
+    if count > limits.max_members:
+        raise DatasetError(f"the {what} has more than {limits.max_members} entries (files and folders together), "
+                           f"the limit: split it into smaller {what}s")
+
+
+def _files_below(folder: str, prefix: str, *, limits: Limits, counted: int = 0) -> tuple[list[str], list[str], int]:
+    """(files, links, entries): relative paths ("prefix/sub/name") of the non-hidden files at any depth under
+    folder, of the links met on the way (not followed), and ``counted`` plus the entries seen here. Every
+    entry counts toward limits.max_members."""
+    found, links = [], []
+    entries = counted
     for current, subfolders, names in os.walk(folder):
-        subfolders[:] = sorted(name for name in subfolders if not _is_clutter(name))
         relative_dir = os.path.relpath(current, folder).replace(os.sep, "/")
+
+        def relative(name):
+            return "/".join(part for part in (prefix, relative_dir, name) if part and part != ".")
+
+        kept_folders = []
+        for name in sorted(subfolders):
+            if _is_clutter(name):
+                continue
+            if os.path.islink(os.path.join(current, name)):
+                links.append(relative(name))
+            else:
+                kept_folders.append(name)
+        subfolders[:] = kept_folders
+        entries += len(subfolders) + len(names)
+        _check_entry_count(entries, limits, "folder")
         for name in sorted(names):
-            if not _is_clutter(name):
-                parts = [part for part in (prefix, relative_dir, name) if part and part != "."]
-                found.append("/".join(parts))
-    return found
+            if _is_clutter(name):
+                continue
+            if os.path.islink(os.path.join(current, name)):
+                links.append(relative(name))
+            else:
+                found.append(relative(name))
+    return found, links, entries
 
 
 def _file_candidate(root: str, relative: str, class_name: str | None, limits: Limits) -> _Candidate:
@@ -420,7 +460,11 @@ def _file_candidate(root: str, relative: str, class_name: str | None, limits: Li
     def read() -> bytes:
         _require_image_extension(relative)
         try:
-            size = os.path.getsize(full_path)
+            status = os.stat(full_path, follow_symlinks=False)
+            if not stat.S_ISREG(status.st_mode):
+                # a named pipe or a device would block or never end: only regular files are read
+                raise _Skip("not a regular file")
+            size = status.st_size
             if size > limits.max_member_bytes:
                 raise _Skip(_too_large_reason(size, limits.max_member_bytes))
             with open(full_path, "rb") as handle:
@@ -524,7 +568,10 @@ class _ZipReader:
     def members(self) -> tuple[list[tuple[list[str], zipfile.ZipInfo]], list[dict]]:
         """Safe, non-clutter members (path parts, info) up to max_members, and the skipped report."""
         kept, skipped = [], []
-        for info in self.archive.infolist():
+        entries = self.archive.infolist()
+        # every entry counts, folders too: 20,000 empty folder entries would each become a class
+        _check_entry_count(len(entries), self.limits, "zip")
+        for info in entries:
             parts = _member_parts(info)
             if parts is None:
                 if not info.is_dir():
@@ -533,13 +580,6 @@ class _ZipReader:
             if parts and not any(_is_clutter(part) for part in parts):
                 kept.append((parts, info))
         kept.sort(key=lambda member: member[1].filename)
-        files = [member for member in kept if not member[1].is_dir()]
-        if len(files) > self.limits.max_members:
-            over = {id(info) for _, info in files[self.limits.max_members:]}
-            reason = (f"zip has {len(files)} files, limit {self.limits.max_members}: "
-                      f"only the first {self.limits.max_members} were read")
-            skipped.extend({"path": info.filename, "reason": reason} for _, info in files if id(info) in over)
-            kept = [member for member in kept if id(member[1]) not in over]
         return kept, skipped
 
     def candidate(self, path: str, info: zipfile.ZipInfo, class_name: str | None) -> _Candidate:

@@ -54,3 +54,62 @@ def test_a_weights_path_that_is_a_folder_says_so(tmp_path):
     with pytest.raises(models.WeightsError) as caught:
         models.load_vgg16_base(32, str(folder))
     assert "is a folder" in str(caught.value) and "not found" not in str(caught.value)
+
+
+def _png(path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), 120, dtype=np.uint8)).save(path)
+
+
+def test_a_named_pipe_among_pictures_is_skipped_not_waited_for(tmp_path):
+    from core import ingest
+
+    for name in ("cats/a.png", "dogs/b.png"):
+        _png(tmp_path / name)
+    os.mkfifo(tmp_path / "cats" / "x.png")
+    # run in a thread with a deadline: the old code blocked forever opening the pipe
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(ingest.from_folder, tmp_path, 8)
+    try:
+        dataset = future.result(timeout=30)
+    except concurrent.futures.TimeoutError:
+        # release the blocked reader (a writer opening the pipe and closing it), then fail
+        os.close(os.open(tmp_path / "cats" / "x.png", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("loading a folder with a named pipe in it never finished")
+    finally:
+        pool.shutdown(wait=True)
+    assert len(dataset.images) == 2
+    assert {"path": "cats/x.png", "reason": "not a regular file"} in dataset.skipped
+
+
+def test_links_in_a_folder_are_not_followed_and_are_reported(tmp_path):
+    from core import ingest
+
+    data = tmp_path / "data"
+    for name in ("cats/a.png", "dogs/b.png", "elsewhere/c.png"):
+        _png((data if not name.startswith("elsewhere") else tmp_path) / name)
+    os.symlink(tmp_path / "elsewhere", data / "linked")          # a class folder that is a link
+    os.symlink(data, data / "cats" / "loop")                      # a folder inside a class linking back up
+    os.symlink(tmp_path / "elsewhere" / "c.png", data / "dogs" / "c.png")  # a file link
+    dataset = ingest.from_folder(data, 8)
+    assert dataset.classes == ["cats", "dogs"] and len(dataset.images) == 2
+    reasons = {entry["path"]: entry["reason"] for entry in dataset.skipped}
+    assert set(reasons) == {"linked", "cats/loop", "dogs/c.png"}
+    assert all(reason.startswith("a link, not followed") for reason in reasons.values())
+
+
+def test_a_folder_with_too_many_entries_is_refused_before_reading(tmp_path):
+    from core import ingest
+
+    for index in range(30):
+        (tmp_path / "cats").mkdir(exist_ok=True)
+        (tmp_path / "cats" / f"{index}.txt").write_text("x")
+    _png(tmp_path / "dogs" / "a.png")
+    with pytest.raises(ingest.DatasetError) as caught:
+        ingest.from_folder(tmp_path, 8, limits=ingest.Limits(max_members=20))
+    assert "more than 20 entries" in str(caught.value)

@@ -98,11 +98,23 @@ def test_total_uncompressed_bytes_are_capped():
     assert all("limit of" in reason and "total" in reason for reason in reasons(dataset).values())
 
 
-def test_too_many_members_are_capped_with_the_count_in_the_reason():
+def test_too_many_entries_are_refused_in_one_line_before_any_work():
     members = {f"{'cats' if i % 2 else 'dogs'}/{i:04d}.png": TINY_PNG for i in range(3000)}
-    dataset = ingest.from_zip(zip_bytes(members, zipfile.ZIP_STORED), SIZE, limits=Limits(max_members=1000))
-    assert len(dataset.images) == 1000 and len(dataset.skipped) == 2000
-    assert all("zip has 3000 files, limit 1000" in entry["reason"] for entry in dataset.skipped)
+    with pytest.raises(ingest.DatasetError) as caught:
+        ingest.from_zip(zip_bytes(members, zipfile.ZIP_STORED), SIZE, limits=Limits(max_members=1000))
+    assert "more than 1000 entries" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_folder_entries_count_toward_the_limit():
+    """A small zip of empty folder entries would otherwise become thousands of classes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(1001):
+            archive.writestr(zipfile.ZipInfo(f"class{index:05d}/"), b"")
+        archive.writestr("a/1.png", TINY_PNG)
+    with pytest.raises(ingest.DatasetError) as caught:
+        ingest.from_zip(buffer.getvalue(), SIZE, limits=Limits(max_members=1000))
+    assert "more than 1000 entries (files and folders together)" in str(caught.value)
 
 
 def test_mac_and_windows_clutter_is_ignored_and_a_single_top_folder_stripped():
