@@ -94,8 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def terminal_safe(text) -> str:
+    """Text with control characters shown as escapes: a class or file name can hold terminal escape
+    sequences (colours, cursor moves, a fake prompt) that must never reach the user's terminal raw."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
+
+
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(terminal_safe(message), file=sys.stderr, flush=True)
 
 
 def cmd_demo_data(args) -> int:
@@ -260,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             _import_keras_quietly()
         return COMMANDS[args.command](args)
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {terminal_safe(error)}", file=sys.stderr)
         return 2
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
@@ -273,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 message = message.replace("training failed unexpectedly", f"{args.command} failed unexpectedly", 1)
         except Exception:  # training itself cannot be imported: still one line
             message = f"{type(error).__name__}: {error}"
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {terminal_safe(message)}", file=sys.stderr)
         return 1
 
 

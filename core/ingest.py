@@ -102,6 +102,8 @@ def from_folder(path, image_size: int, *, policy: str = "center_crop", limits: L
             continue
         if entry.is_symlink():
             skipped.append({"path": entry.name, "reason": LINK_REASON})
+        elif entry.is_dir() and class_name_problem(_clean_name(entry.name)):
+            skipped.append({"path": entry.name, "reason": class_name_problem(_clean_name(entry.name))})
         elif entry.is_dir():
             class_name = _clean_name(entry.name)
             classes.add(class_name)
@@ -131,7 +133,7 @@ def from_zip(source: str | bytes | os.PathLike | BinaryIO, image_size: int, *, p
         for parts, info in members:
             parts = parts[1:] if strip_top else parts
             if info.is_dir():
-                if parts:
+                if parts and not class_name_problem(_clean_name(parts[0])):
                     classes.add(_clean_name(parts[0]))
                 continue
             if parts == [MANIFEST_NAME]:
@@ -140,6 +142,10 @@ def from_zip(source: str | bytes | os.PathLike | BinaryIO, image_size: int, *, p
                 skipped.append({"path": "/".join(parts), "reason": "not in a class folder"})
                 continue
             class_name = _clean_name(parts[0])
+            problem = class_name_problem(class_name)
+            if problem:
+                skipped.append({"path": "/".join(parts), "reason": problem})
+                continue
             classes.add(class_name)
             candidates.append(reader.candidate("/".join(parts), info, class_name))
         return _build(candidates, sorted(classes), skipped, image_size, policy, limits, progress)
@@ -267,6 +273,17 @@ def save_dataset(dataset_or_pictures, out_dir, *, source: str | None = None) -> 
     out_dir = os.fspath(out_dir)
     temporary = out_dir + ".tmp"
     shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        _write_dataset(dataset, labeled, temporary, source)
+        _swap_in(temporary, out_dir)
+    except BaseException:
+        # a full disk or a bad name must not leave a half-written <id>.tmp behind to fill the disk further
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_dataset(dataset: Dataset, labeled: bool, temporary: str, source: str | None) -> None:
     folders = dataset.classes if labeled else ["unlabeled"]
     for folder in folders:
         os.makedirs(os.path.join(temporary, folder))
@@ -283,8 +300,6 @@ def save_dataset(dataset_or_pictures, out_dir, *, source: str | None = None) -> 
                 "image_size": int(dataset.image_size), "source": source, "files": files}
     with open(os.path.join(temporary, MANIFEST_NAME), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, ensure_ascii=False, indent=1)
-    _swap_in(temporary, out_dir)
-    return out_dir
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -362,14 +377,28 @@ def _clean_name(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+MAX_CLASS_NAME = 100  # characters; a class name becomes a folder name, and file systems stop at 255 bytes
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"}
+
+
+def class_name_problem(name: str) -> str | None:
+    """What is wrong with a class name, in words, or None: the one rule for uploads, zips and folders."""
+    if not name.strip() or all(ch in _INVISIBLE or ch.isspace() for ch in name):
+        return "a class name is empty: give every class a name"
+    if "/" in name or "\\" in name or ".." in name:
+        return f'class name "{name}" contains "/", "\\" or "..": use a plain name'
+    if name.startswith(".") or any(not ch.isprintable() or ch in _INVISIBLE for ch in name):
+        return f'class name {name!r} starts with a dot or has control or invisible characters: use a plain name'
+    if len(name) > MAX_CLASS_NAME:
+        return f"class name {name[:40]!r}... has {len(name)} characters, over {MAX_CLASS_NAME}: use a shorter name"
+    return None
+
+
 def _checked_class_name(name) -> str:
     cleaned = _clean_name(str(name if name is not None else "").strip())
-    if not cleaned:
-        raise DatasetError("a class name is empty: give every upload a class name")
-    if "/" in cleaned or "\\" in cleaned or ".." in cleaned:
-        raise DatasetError(f'class name "{cleaned}" contains "/", "\\" or "..": use a plain name')
-    if cleaned.startswith(".") or any(not ch.isprintable() for ch in cleaned):
-        raise DatasetError(f'class name {cleaned!r} starts with a dot or has control characters: use a plain name')
+    problem = class_name_problem(cleaned)
+    if problem:
+        raise DatasetError(problem)
     return cleaned
 
 

@@ -113,3 +113,69 @@ def test_a_folder_with_too_many_entries_is_refused_before_reading(tmp_path):
     with pytest.raises(ingest.DatasetError) as caught:
         ingest.from_folder(tmp_path, 8, limits=ingest.Limits(max_members=20))
     assert "more than 20 entries" in str(caught.value)
+
+
+def _zip(members: dict) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 90, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("bad_name", ["x" * 300, "new\nline", "zero\u200bwidth", "\u200b", "   ", "tab\there"])
+def test_zip_class_names_follow_the_upload_rules(bad_name):
+    from core import ingest
+
+    picture = _png_bytes()
+    dataset = ingest.from_zip(_zip({f"{bad_name}/a.png": picture, "cats/b.png": picture, "dogs/c.png": picture}), 8)
+    assert dataset.classes == ["cats", "dogs"] and len(dataset.images) == 2
+    assert len(dataset.skipped) == 1 and "class name" in dataset.skipped[0]["reason"]
+    with pytest.raises(ingest.DatasetError):
+        ingest.from_uploads([("a.png", picture, bad_name)], 8)
+
+
+def test_a_failed_save_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from core import ingest
+
+    dataset = ingest.from_zip(_zip({"cats/a.png": _png_bytes(), "dogs/b.png": _png_bytes()}), 8)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(OSError):
+        ingest.save_dataset(dataset, tmp_path / "set")
+    assert list(tmp_path.iterdir()) == []
+    assert np.asarray(dataset.images).shape[0] == 2
+
+
+def test_the_cli_shows_escape_sequences_in_names_instead_of_sending_them(tmp_path):
+    picture = _png_bytes()
+    data = tmp_path / "data"
+    for name in ("\x1b[31mred", "plain"):
+        (data / name).mkdir(parents=True)
+    (data / "\x1b[31mred" / "a.png").write_bytes(picture)
+    (data / "plain" / "b.png").write_bytes(picture)
+    result = core("train", data, "--out", tmp_path / "run", "--weights", "none", "--image-size", "32")
+    assert "\x1b" not in result.stderr
+    from core.__main__ import terminal_safe
+
+    assert terminal_safe("\x1b[31mred\x07") == "\\x1b[31mred\\x07"
