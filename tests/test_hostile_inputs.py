@@ -179,3 +179,34 @@ def test_the_cli_shows_escape_sequences_in_names_instead_of_sending_them(tmp_pat
     from core.__main__ import terminal_safe
 
     assert terminal_safe("\x1b[31mred\x07") == "\\x1b[31mred\\x07"
+
+
+def test_a_zip_of_huge_blank_pictures_is_refused_before_decoding(tmp_path, monkeypatch):
+    """Issue 13's decompression bomb: small on disk, hours of decoding. Refused by the declared sizes."""
+    import io
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    from core import ingest
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((4000, 4000, 3), dtype=np.uint8)).save(buffer, format="PNG")  # 16 MP, ~50 KB
+    blank = buffer.getvalue()
+    members = {f"{'cats' if i % 2 else 'dogs'}/{i}.png": blank for i in range(60)}  # 960 MP in all
+    data = _zip(members)
+    assert len(data) < 5_000_000
+    decoded = []
+    real_load = ingest.load_image
+    monkeypatch.setattr(ingest, "load_image", lambda *a, **k: decoded.append(1) or real_load(*a, **k))
+    started = time.perf_counter()
+    with pytest.raises(ingest.DatasetError) as caught:
+        ingest.from_zip(data, 32, limits=ingest.Limits(max_total_pixels=200_000_000))
+    print(f"refused in {time.perf_counter() - started:.2f} s")
+    message = str(caught.value)
+    assert "megapixels" in message and "\n" not in message
+    assert decoded == [], "pictures were decoded before the budget refused the zip"
+    # within the budget the same pictures load
+    small = ingest.from_zip(_zip(dict(list(members.items())[:4])), 32, limits=ingest.Limits(max_total_pixels=200_000_000))
+    assert len(small.images) == 4
