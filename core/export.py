@@ -14,7 +14,7 @@ from core import backend
 from core.predict import RunFilesError, load_predictor
 from core.runs import read_json
 
-BUNDLE_FILES = ("model.keras", "labels.json", "config.json", "classifier.joblib")
+BUNDLE_FILES = ("model.keras", "labels.json", "config.json", "classifier.skops")
 
 BUNDLE_README = """Transfer Studio model bundle
 
@@ -38,20 +38,23 @@ class ExportError(RuntimeError):
 
 
 def bundle_zip(run_dir: str | os.PathLike) -> bytes:
-    """A zip of model.keras, labels.json, config.json (and classifier.joblib for classical heads) with a README."""
+    """A zip of model.keras, labels.json, config.json (and classifier.skops for classical heads) with a README."""
     run = Path(run_dir)
     missing = [name for name in BUNDLE_FILES[:3] if not (run / name).is_file()]
     if missing:
         raise RunFilesError(f"run {run.name} has no {', '.join(missing)}: only a finished run can be downloaded")
     config = read_json(run / "config.json") or {}
     size = config.get("image_size", "S")
-    classical = (run / "classifier.joblib").is_file()
+    classical = (run / "classifier.skops").is_file()
     readme = BUNDLE_README.format(
         size=size,
-        classifier_line=("classifier.joblib  the scikit-learn classifier (joblib.load) that turns the model's "
+        classifier_line=("classifier.skops   the scikit-learn classifier, in skops's format (no pickle), that turns the model's "
                          "features into class probabilities\n" if classical else ""),
         predict_line=("features = model.predict(np.asarray(picture, 'float32')[None]); "
-                      "probabilities = joblib.load('classifier.joblib').predict_proba(features)" if classical else
+                      "import skops.io; path = 'classifier.skops'; "
+                      "probabilities = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))"
+                      ".predict_proba(features)  # look at the types first if the file came from elsewhere"
+                      if classical else
                       "probabilities = model.predict(np.asarray(picture, 'float32')[None])[0]"))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
@@ -69,7 +72,7 @@ def _exportable_model(run_dir, format_name: str):
     predictor = load_predictor(run_dir)
     if predictor.classical:
         raise ExportError(f"this run's head is a scikit-learn classifier, which {format_name} cannot hold: "
-                          "download the bundle (model.keras + classifier.joblib) instead")
+                          "download the bundle (model.keras + classifier.skops) instead")
     return predictor.model
 
 

@@ -293,13 +293,18 @@ def _load_run(run: Path) -> Predictor:
         raise RunFilesError(f"run {run.name} has no labels.json (the class names): the run did not finish")
     classifier = None
     if config.get("head") in ("svm", "random_forest"):
-        classifier_path = run / "classifier.joblib"
-        if not classifier_path.is_file():
-            raise RunFilesError(f"run {run.name} has a {config['head']} head but no classifier.joblib")
-        import joblib
+        from core.classifier_files import CLASSIFIER_FILE, UntrustedClassifierError, load_classifier
 
-        # A pickle: only ever loaded from a run directory this server wrote itself, never from an upload.
-        classifier = joblib.load(classifier_path)
+        classifier_path = run / CLASSIFIER_FILE
+        if not classifier_path.is_file():
+            raise RunFilesError(f"run {run.name} has a {config['head']} head but no {CLASSIFIER_FILE} (runs made "
+                                "before classifiers were stored safely kept a pickle, which is never loaded): "
+                                "train it again")
+
+        try:
+            classifier = load_classifier(classifier_path)
+        except UntrustedClassifierError as error:
+            raise RunFilesError(f"run {run.name}: {error}") from None
     model = _load_keras(run / "model.keras", shown_name=f"model.keras of run {run.name}")
     return Predictor(model, classes, config.get("image_size") or model.input_shape[1],
                      config.get("resize_policy", "center_crop"), classifier=classifier, run_dir=str(run))

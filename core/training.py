@@ -406,8 +406,8 @@ class Trainer:
         return images
 
     def fit_classical(self, network: models.SplitModel, loaded: LoadedData) -> FitOutcome:
-        """Fit an SVM or random forest on pooled features of the frozen network; writes classifier.joblib."""
-        import joblib
+        """Fit an SVM or random forest on pooled features of the frozen network; writes classifier.skops."""
+        from core.classifier_files import save_classifier
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.ensemble import RandomForestClassifier
         from sklearn.pipeline import make_pipeline
@@ -443,7 +443,7 @@ class Trainer:
                           accuracy=float((train_probabilities.argmax(1) == y_train).mean()),
                           val_loss=_log_loss(y_val, val_probabilities),
                           val_accuracy=float((val_probabilities.argmax(1) == y_val).mean()))
-        joblib.dump(estimator, self.writer.path / "classifier.joblib")
+        save_classifier(estimator, self.writer.path)
         return FitOutcome(val_probabilities, 1, False,
                           {"used": True, "shape": list(features.shape[1:]), "bytes": int(features.nbytes)})
 

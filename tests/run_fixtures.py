@@ -71,12 +71,12 @@ def build_run(run_dir, data_dir: str, kind: str) -> str:
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import SVC
 
-        import joblib
+        from core.classifier_files import save_classifier
 
         features = models.compute_features(split.full, np.concatenate([x_train, x_val]), dtype="float32")
         estimator = make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(random_state=SEED), ensemble=False))
         estimator.fit(features[:len(x_train)], y_train)
-        joblib.dump(estimator, Path(run_dir) / "classifier.joblib")
+        save_classifier(estimator, run_dir)
         val_probabilities = estimator.predict_proba(features[len(x_train):])
         writer.event("epoch", phase=head, epoch=1, epochs=1, seconds=0.1, loss=1.0, accuracy=1.0,
                      val_loss=1.0, val_accuracy=float((val_probabilities.argmax(1) == y_val).mean()))

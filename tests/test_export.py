@@ -32,8 +32,8 @@ def test_bundle_reloads_to_the_same_predictions(keras_head_run, tmp_path):
 
 def test_bundle_of_a_classical_head_carries_the_classifier(svm_run):
     with zipfile.ZipFile(io.BytesIO(export.bundle_zip(svm_run))) as bundle:
-        assert "classifier.joblib" in bundle.namelist()
-        assert "joblib.load('classifier.joblib')" in bundle.read("README.txt").decode()
+        assert "classifier.skops" in bundle.namelist() and "classifier.joblib" not in bundle.namelist()
+        assert "skops.io.load(path" in bundle.read("README.txt").decode()
 
 
 @needs_tensorflow

@@ -210,3 +210,50 @@ def test_a_zip_of_huge_blank_pictures_is_refused_before_decoding(tmp_path, monke
     # within the budget the same pictures load
     small = ingest.from_zip(_zip(dict(list(members.items())[:4])), 32, limits=ingest.Limits(max_total_pixels=200_000_000))
     assert len(small.images) == 4
+
+
+def test_classifier_files_never_unpickle_and_refuse_foreign_types(tmp_path):
+    """A received bundle has a run's layout: its classifier must not be able to run its author's code."""
+    import numpy as np
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.linear_model import LogisticRegression
+
+    from core import classifier_files
+
+    x, y = np.random.default_rng(0).normal(size=(20, 4)), np.repeat([0, 1], 10)
+    hostile = make_pipeline(FunctionTransformer(os.getcwd), LogisticRegression())  # a function call inside
+    hostile.steps[0] = ("f", FunctionTransformer(np.abs))
+    hostile.fit(x, y)
+    hostile.steps[0] = ("f", FunctionTransformer(os.system))
+    skops.io.dump(hostile, tmp_path / classifier_files.CLASSIFIER_FILE)
+    with pytest.raises(classifier_files.UntrustedClassifierError) as caught:
+        classifier_files.load_classifier(tmp_path / classifier_files.CLASSIFIER_FILE)
+    assert "system" in str(caught.value) and "not made by this app" in str(caught.value)
+    (tmp_path / "broken.skops").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(classifier_files.UntrustedClassifierError):
+        classifier_files.load_classifier(tmp_path / "broken.skops")
+
+
+def test_a_run_with_only_a_pickle_is_refused_without_loading_it(demo_dir, tmp_path):
+    import pickle
+
+    from core import predict, training
+    from core.config import TrainConfig
+
+    run = tmp_path / "run"
+    config = TrainConfig.from_dict({"weights": "none", "image_size": 32, "head": "svm", "freeze_depth": 5})
+    assert training.train(config, demo_dir, run).state == "done"
+    (run / "classifier.skops").unlink()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (run / "classifier.joblib").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(predict.RunFilesError) as caught:
+        predict.load_predictor(run)
+    assert "train it again" in str(caught.value)
+    assert not marker.exists()

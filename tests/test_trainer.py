@@ -110,7 +110,7 @@ def test_fit_classical_fits_an_svm_on_frozen_features(demo_dir, run_dir):
     assert outcome.best_epoch == 1 and not outcome.stopped and outcome.val_probabilities.shape == (8, 4)
     assert outcome.feature_cache["shape"] == [512]  # pooled block-4 features
     assert [e["phase"] for e in events(run_dir, "epoch")] == ["svm"]
-    assert (run_dir / "classifier.joblib").exists()
+    assert (run_dir / "classifier.skops").exists()
 
 
 def test_pretrain_trains_the_autoencoder_and_returns_its_encoder(demo_dir, run_dir):

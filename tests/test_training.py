@@ -149,7 +149,7 @@ def test_other_heads(demo_dir, tmp_path, head):
     assert result.state == "done", result.error
     assert 0.0 <= result.val_accuracy <= 1.0
     if head in ("svm", "random_forest"):
-        assert (tmp_path / head / "classifier.joblib").exists()
+        assert (tmp_path / head / "classifier.skops").exists() and not (tmp_path / head / "classifier.joblib").exists()
 
 
 def test_too_small_a_class_fails_with_the_class_name(tmp_path, demo_dir):
