@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import sys
@@ -60,9 +61,22 @@ def bundle_zip(run_dir: str | os.PathLike) -> bytes:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr("README.txt", readme)
         for name in BUNDLE_FILES:
-            if (run / name).is_file():
+            if name == "config.json":
+                bundle.writestr(name, json.dumps(shareable_config(config), indent=2, sort_keys=True))
+            elif (run / name).is_file():
                 bundle.write(run / name, arcname=name)
     return buffer.getvalue()
+
+
+def shareable_config(config: dict) -> dict:
+    """The settings without server paths: a weights file or an unlabeled folder is named by its file name
+    only (a server path can hold a session's token, and tells the receiver nothing they can use)."""
+    shared = dict(config)
+    for key in ("weights", "unlabeled"):
+        value = shared.get(key)
+        if isinstance(value, str) and value not in ("imagenet", "none") and ("/" in value or "\\" in value):
+            shared[key] = Path(value.replace("\\", "/")).name
+    return shared
 
 
 def _exportable_model(run_dir, format_name: str):

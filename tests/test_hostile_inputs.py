@@ -257,3 +257,27 @@ def test_a_run_with_only_a_pickle_is_refused_without_loading_it(demo_dir, tmp_pa
         predict.load_predictor(run)
     assert "train it again" in str(caught.value)
     assert not marker.exists()
+
+
+def test_an_exported_bundle_names_no_server_path(demo_dir, tmp_path):
+    import io
+    import zipfile
+
+    from core import export, training
+    from core.config import TrainConfig
+
+    secret = tmp_path / "weights" / "s3cr3t-session-token"
+    secret.mkdir(parents=True)
+    weights = secret / "vgg.weights.h5"
+    import keras
+
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    run = tmp_path / "run"
+    config = TrainConfig.from_dict({"weights": str(weights), "image_size": 32})
+    assert training.train(config, demo_dir, run).state == "done"
+    with zipfile.ZipFile(io.BytesIO(export.bundle_zip(run))) as bundle:
+        for name in bundle.namelist():
+            if name.endswith((".json", ".txt")):
+                text = bundle.read(name).decode()
+                assert "s3cr3t-session-token" not in text and str(tmp_path) not in text, name
+        assert json.loads(bundle.read("config.json"))["weights"] == "vgg.weights.h5"
