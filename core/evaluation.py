@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from core import ingest
+from core.measured import MEASURES
 from core.metrics import classification_metrics
 from core.predict import Predictor, RunFilesError, load_predictor
 from core.runs import read_json
@@ -55,11 +56,7 @@ def run_split(run_dir: str | os.PathLike, which: str = "validation") -> ingest.D
     return _relabel(dataset.subset(kept), classes)
 
 
-HELD_OUT_WORDS = {
-    "cross_validation": "cross-validated predictions on the training pictures (each picture predicted by a "
-                        "model that did not see it)",
-    "held_out": "training pictures held out from the chosen candidate's training",
-}
+HELD_OUT_WORDS = {evaluation: MEASURES[evaluation].data for evaluation in ("cross_validation", "held_out")}
 
 
 def _held_out_predictions(run_dir) -> dict | None:
@@ -142,9 +139,11 @@ def evaluate_with_images(run_dir: str | os.PathLike, data=None, *, feature_map: 
     rows = [{"index": index, "path": dataset.paths[index], "true": predictor.classes[dataset.labels[index]],
              "predicted": predictor.classes[predicted[index]], "confidence": float(probabilities[index].max())}
             for index in range(len(dataset.images))]
+    # how the accuracy was measured (core.measured): the run's own pictures only, None for other data
+    how = (held_out["evaluation"] if held_out is not None else "validation_split") if data is None else None
     result.update({
-        "data": (HELD_OUT_WORDS[held_out["evaluation"]] if held_out is not None else "validation split")
-        if data is None else (str(data) if isinstance(data, (str, os.PathLike)) else "uploaded zip"),
+        "data": MEASURES[how].data if how else str(data) if isinstance(data, (str, os.PathLike)) else "uploaded zip",
+        "evaluation": how,
         "skipped": dataset.skipped,
         "predictions": rows,
         # most confident mistakes first: those are the ones worth looking at
@@ -161,10 +160,15 @@ def evaluate_with_images(run_dir: str | os.PathLike, data=None, *, feature_map: 
 def evaluate(run_dir: str | os.PathLike, data=None, *, feature_map: str | None = "pca", seed: int = 0) -> dict:
     """Metrics of a run's model on its validation split, or on a labeled folder or zip (path or bytes) ``data``.
 
+    Without ``data``, a run that has no validation split (recipe auto with few pictures) is measured on
+    the predictions it stored, each by a model that did not see the picture, not on its final model's.
+
     Returns ``classification_metrics`` (accuracy, per_class, confusion_matrix, classes, n) plus
-    ``predictions`` (one row per image: index, path, true, predicted, confidence), ``misclassified``
-    (the wrong rows, most confident first), ``skipped`` and ``feature_map`` (2-D coordinates of each
-    image's features by ``"pca"`` or ``"tsne"``; None leaves it out).
+    ``data`` (the pictures, in words), ``evaluation`` (how the accuracy was measured, as in metrics.json:
+    "validation_split", "cross_validation" or "held_out"; None with ``data``), ``predictions`` (one row
+    per image: index, path, true, predicted, confidence), ``misclassified`` (the wrong rows, most
+    confident first), ``skipped`` and ``feature_map`` (2-D coordinates of each image's features by
+    ``"pca"`` or ``"tsne"``; None leaves it out).
     """
     return evaluate_with_images(run_dir, data, feature_map=feature_map, seed=seed)[0]
 

@@ -1,6 +1,7 @@
 """The auto recipe's leaderboard: the candidate models a run scored on its training pictures, read from
 ``candidates.json`` once written or from the run's ``candidate`` and ``recipe`` events while it scores,
-and drawn as one bar chart for the Train page and the report.
+and drawn as one bar chart for the Train page and the report; and which of the run's trainings went epoch
+by epoch, the only ones with curves worth drawing beside it.
 
 Both sources are written by another process and may be cut short or malformed: reading never raises,
 a record that does not fit the schema is left out, and what cannot be read at all gives None.
@@ -28,6 +29,7 @@ AXIS_TITLE = "accuracy in cross-validation"
 MEASURED = {  # candidates.json "evaluation": how the run's own accuracy (metrics.json) was measured
     "cross_validation": "the run's own accuracy was measured the same way",
     "validation_split": "the run's own accuracy was measured afterwards, on validation pictures no candidate saw",
+    "held_out": "the run's own accuracy is the fine-tuning candidate's, on the training pictures held out from it",
 }
 CHOSEN_COLOUR = "#1f77b4"         # the app's first curve colour
 OTHER_COLOUR = "#b8c2cf"
@@ -245,3 +247,26 @@ def _label(name: str, chosen: bool) -> str:
     lines = [html.escape(line) for line in textwrap.wrap(name, LABEL_WIDTH, break_long_words=True)]
     text = "<br>".join(lines) if lines else "?"
     return f"<b>{text}</b>" if chosen else text
+
+
+# ---------------------------------------------------------------------- the trainings with curves
+
+TRAINED_PHASES = {  # the auto recipe's phases that train epoch by epoch, in the words of a curve's legend
+    "fine_tune_candidate": "fine-tuning candidate",
+    "final_fit": "final model",
+}
+
+
+def trained_phases(events: list[dict]) -> dict[str, list[dict]]:
+    """An auto run's trainings that went epoch by epoch, by legend words: {"fine-tuning candidate": its
+    epoch and batch events, "final model": ...}. Only fine-tuning does (the candidate; the final model
+    when fine-tuning won), and each starts again at epoch 1, so each is a curve of its own. A linear
+    candidate or final model is fitted in one step: a single point, no curve (the leaderboard is its
+    picture). A run that only did those, or a manual run, gives {}."""
+    groups = {}
+    for phase, words in TRAINED_PHASES.items():
+        part = [e for e in events if isinstance(e, dict) and e.get("type") in ("epoch", "batch")
+                and e.get("phase") == phase]
+        if any(e.get("type") == "batch" for e in part):
+            groups[words] = part
+    return groups

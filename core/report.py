@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import leaderboard, runs
+from core import leaderboard, measured, runs
 
 MAX_MISTAKES = 8
 MAX_GRAD_CAM = 4
@@ -82,8 +82,9 @@ def _summary_section(status: dict, metrics: dict | None) -> str:
     if status.get("train_seconds") is not None:
         rows.append(["train_seconds", _number(status["train_seconds"], 1)])
     if metrics:
-        rows.append(["validation accuracy", _number(metrics.get("accuracy"))])
-        rows.append(["validation images", metrics.get("n")])
+        measure = measured.measure(metrics.get("evaluation"))
+        rows.append([measure.accuracy, _number(metrics.get("accuracy"))])
+        rows.append([measure.pictures, metrics.get("n")])
     html_parts = [_table(["", "value"], rows)]
     if status.get("error"):
         html_parts.append(f'<p class="error">error: {_e(status["error"])}</p>')
@@ -103,8 +104,12 @@ def _dataset_section(dataset: dict | None) -> str:
     if dataset.get("source"):
         parts.append(f"<p>source: <code>{_e(dataset['source'])}</code></p>")
     split = dataset.get("split") or {}
-    parts.append(f"<p>{_e(len(split.get('train', [])))} training and {_e(len(split.get('validation', [])))} "
-                 f"validation images at {_e(dataset.get('image_size', '?'))} px.</p>")
+    if split.get("validation") or not split.get("train"):
+        parts.append(f"<p>{_e(len(split.get('train', [])))} training and {_e(len(split.get('validation', [])))} "
+                     f"validation images at {_e(dataset.get('image_size', '?'))} px.</p>")
+    else:  # recipe auto with few pictures a class: see Results for how the accuracy was measured
+        parts.append(f"<p>{_e(len(split['train']))} training images at {_e(dataset.get('image_size', '?'))} px, every "
+                     "one of them used to train the model (too few a class to set some aside).</p>")
     counts = dataset.get("counts") or {}
     parts.append(_table(["class", "images"], [[name, count] for name, count in counts.items()], numeric={1}))
     skipped = dataset.get("skipped") or []
@@ -168,6 +173,14 @@ def _curves_section(events: list[dict], plot: _Plotter) -> str:
     epochs = [event for event in events if event.get("type") == "epoch"]
     pretraining = [event for event in epochs if "autoencoder" in str(event.get("phase", ""))]
     classifier = [event for event in epochs if event not in pretraining]
+    auto = any(event.get("phase") in leaderboard.TRAINED_PHASES for event in classifier)
+    if auto:  # only what trained epoch by epoch, a curve for each training (each starts at epoch 1)
+        classifier = leaderboard.trained_phases(events)
+        if not classifier:
+            return ('<h2>Training curves</h2><p class="note">None: the chosen model is a linear head on the frozen '
+                    "features, fitted in one step rather than epoch by epoch.</p>")
+    else:
+        classifier = {"": classifier} if classifier else {}
     figures = []
     if pretraining:
         figure = go.Figure()
@@ -181,13 +194,16 @@ def _curves_section(events: list[dict], plot: _Plotter) -> str:
         figures.append(figure)
     if classifier:
         figure = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-        for column, keys in ((1, ("loss", "val_loss")), (2, ("accuracy", "val_accuracy"))):
-            for key in keys:
-                points = [(event.get("epoch", i + 1), event[key], event.get("phase", ""))
-                          for i, event in enumerate(classifier) if event.get(key) is not None]
-                if points:
-                    figure.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
-                                       name=key, text=[p[2] for p in points], row=1, col=column)
+        for training, trained in classifier.items():
+            trained = [event for event in trained if event.get("type") == "epoch"]
+            for column, keys in ((1, ("loss", "val_loss")), (2, ("accuracy", "val_accuracy"))):
+                for key in keys:
+                    points = [(event.get("epoch", i + 1), event[key], event.get("phase", ""))
+                              for i, event in enumerate(trained) if event.get(key) is not None]
+                    if points:
+                        figure.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                                           mode="lines+markers", name=f"{training} {key}".strip(),
+                                           text=[p[2] for p in points], row=1, col=column)
         figure.update_xaxes(title_text="epoch")
         figure.update_layout(title="Classifier training")
         figures.append(figure)
@@ -213,8 +229,10 @@ def _metrics_section(metrics: dict | None) -> str:
     if not metrics:
         return '<h2>Results</h2><p class="note">no metrics.json: the run did not finish.</p>'
     classes = metrics.get("classes", [])
-    parts = [f"<h2>Results</h2><p>Validation accuracy <b>{_e(_number(metrics.get('accuracy')))}</b> on "
-             f"{_e(metrics.get('n', '?'))} images.</p>", "<h3>Per class</h3>"]
+    measure = measured.measure(metrics.get("evaluation"))
+    parts = [f"<h2>Results</h2><p>{_e(measure.title)} <b>{_e(_number(metrics.get('accuracy')))}</b> on "
+             f"{_e(metrics.get('n', '?'))} images.</p>", f'<p class="note">{_e(measure.explained)}</p>',
+             "<h3>Per class</h3>"]
     parts.append(_table(["class", "precision", "recall", "F1", "images"],
                         [[name, _number(row["precision"]), _number(row["recall"]), _number(row["f1"]), row["support"]]
                          for name, row in metrics.get("per_class", {}).items()], numeric={1, 2, 3, 4}))
@@ -243,16 +261,17 @@ def _examples_sections(run_dir: Path) -> str:
         predictor = load_predictor(run_dir)
     except (RunFilesError, evaluation.EvaluationError, ingest.DatasetError) as error:
         return f'<h2>Examples</h2><p class="note">Images are not shown: {_e(error)}</p>'
-    parts = ["<h2>Misclassified validation images</h2>"]
+    pictures = measured.measure(result.get("evaluation")).pictures
+    parts = [f"<h2>Misclassified {_e(pictures.split(',')[0])}</h2>"]
     mistakes = result["misclassified"][:MAX_MISTAKES]
     if mistakes:
         figures = [f"<figure>{_img(dataset.images[row['index']], row['path'])}<figcaption>{_e(row['path'])}<br>"
                    f"true <b>{_e(row['true'])}</b>, predicted <b>{_e(row['predicted'])}</b> "
                    f"({_e(_number(row['confidence'], 2))})</figcaption></figure>" for row in mistakes]
-        parts.append(f'<p>{len(result["misclassified"])} of {result["n"]} wrong; the most confident mistakes:</p>'
-                     f'<div class="gallery">{"".join(figures)}</div>')
+        parts.append(f'<p>{len(result["misclassified"])} of {result["n"]} wrong ({_e(pictures)}); the most '
+                     f'confident mistakes:</p><div class="gallery">{"".join(figures)}</div>')
     else:
-        parts.append(f"<p>None: all {result['n']} validation images are right.</p>")
+        parts.append(f"<p>None: all {result['n']} are right ({_e(pictures)}).</p>")
 
     parts.append("<h2>Grad-CAM</h2>")
     if explain.explains_class(predictor):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import runs
+from core import leaderboard, measured, runs
 from pages import common
 
 POLL_SECONDS = 1.0
@@ -28,7 +28,8 @@ def controls() -> None:
                     f"{len(info['classes'])} classes")
     else:
         st.warning("No dataset yet: pick one on the **Data** page first.")
-    st.markdown(f"**Settings:** {common.plain(common.settings_summary(values), 400)} (change them on the **Model** page)")
+    recipe, details = common.settings_parts(values)
+    st.markdown(f"**Settings ({recipe.lower()}):** {common.plain(details, 400)} (change them on the **Model** page)")
     if problems:
         common.show_config_problems(problems)
     run_id = common.current_run()
@@ -82,6 +83,9 @@ def show_state(status: dict) -> None:
         st.error(words)
     elif state == "done":
         st.success(words)
+        measure = common.run_measure(status)
+        if isinstance(status.get("val_accuracy"), (int, float)) and measure.evaluation != "validation_split":
+            st.caption(measure.explained)
     elif state == "stopped":
         st.warning(words)
     else:
@@ -116,8 +120,10 @@ def render_run(run_id: str) -> None:
     show_state(status)
     phase_progress(summary, status)
     phase_notes(summary)
-    common.show_candidates(run_id, events)  # recipe "auto" only
-    if summary["epochs"] or summary["batches"]:
+    board = common.show_candidates(run_id, events)  # recipe "auto" only: its main picture
+    if board is not None or recipe(run_id) == "auto":
+        auto_curves(run_id, events, status, board)
+    elif summary["epochs"] or summary["batches"]:
         st.plotly_chart(common.curves_figure({run_id: events}), width="stretch", key=f"curves-{run_id}")
     elif status.get("state") == "running":
         st.caption("The curves appear with the first training batch.")
@@ -133,6 +139,26 @@ def render_run(run_id: str) -> None:
         seen[run_id] = observed
         if not first_look and st.session_state.get("_in_fragment"):
             st.rerun(scope="app")
+
+
+def recipe(run_id: str) -> str | None:
+    return (runs.read_json(common.run_dir(run_id) / "config.json") or {}).get("recipe")
+
+
+def auto_curves(run_id: str, events: list[dict], status: dict, board) -> None:
+    """Recipe auto, below its leaderboard: curves only for what trained epoch by epoch (fine-tuning), one
+    per training, since a linear head is fitted in one step (a lone point is no curve)."""
+    curves = leaderboard.trained_phases(events)
+    if curves:
+        st.markdown("**Fine-tuning, epoch by epoch**")
+        st.caption("The fine-tuning candidate learns from most of the training pictures; its validation "
+                   "curves are measured on the training pictures held out from it."
+                   + (" The final model then learns from every training picture." if len(curves) > 1 else ""))
+        st.plotly_chart(common.curves_figure(curves, label_traces=True), width="stretch", key=f"curves-{run_id}")
+    elif status.get("state") == "done" and board and board.chosen_candidate and board.chosen_candidate.folds:
+        # a linear head won (scored by folds): its one fit is no curve
+        st.caption("No curves to draw: the chosen model is a linear head on the frozen features, fitted in "
+                   "one step rather than epoch by epoch.")
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -166,14 +192,17 @@ def runs_table() -> None:
     for row in rows:
         config, status = row["config"], row["status"]
         accuracy = status.get("val_accuracy")
+        automatic = config.get("recipe") == "auto"  # its manual settings below are unused defaults
         table.append({
             "run": row["id"],
             "state": status.get("state", "?") + (f" (#{row['queue_position']} in line)" if row.get("queue_position") else ""),
-            "validation accuracy": f"{accuracy:.0%}" if isinstance(accuracy, (int, float)) else "",
+            "accuracy": (f"{accuracy:.0%} ({measured.of_run(row['path']).short})"
+                         if isinstance(accuracy, (int, float)) else ""),
             "train seconds": status.get("train_seconds"),
-            "frozen blocks": config.get("freeze_depth"),
-            "head": config.get("head"),
-            "learning rate": f"{float(config.get('learning_rate') or 0):.1e}",
+            "how": "automatic" if automatic else "manual",
+            "frozen blocks": None if automatic else config.get("freeze_depth"),
+            "head": None if automatic else config.get("head"),
+            "learning rate": None if automatic else f"{float(config.get('learning_rate') or 0):.1e}",
             "epochs": config.get("epochs"),
             "image size": config.get("image_size"),
             "weights": config.get("weights") if config.get("weights") in ("imagenet", "none") else "file",
@@ -190,8 +219,20 @@ def runs_table() -> None:
     picked = compare.multiselect("Overlay the curves of", ids, default=default, key="overlay_runs")
     if len(picked) > 1:
         by_id = {row["id"]: row for row in rows}
-        figure = common.curves_figure({run_id: run_events(by_id[run_id]) for run_id in picked}, batch_line=False)
-        st.plotly_chart(figure, width="stretch", key="overlay")
+        curves, without = {}, []
+        for run_id in picked:
+            events = run_events(by_id[run_id])
+            if by_id[run_id]["config"].get("recipe") == "auto":  # the final model's epochs, if it had any
+                events = leaderboard.trained_phases(events).get(leaderboard.TRAINED_PHASES["final_fit"])
+                if not events:
+                    without.append(run_id)
+                    continue
+            curves[run_id] = events
+        if without:
+            st.caption("No curves for " + ", ".join(f"`{run_id}`" for run_id in without)
+                       + ": automatic runs whose final model is a linear head, fitted in one step (or not yet).")
+        if curves:
+            st.plotly_chart(common.curves_figure(curves, batch_line=False), width="stretch", key="overlay")
 
 
 def main() -> None:

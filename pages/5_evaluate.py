@@ -1,5 +1,6 @@
-"""Evaluate page: how one of this session's finished runs does on its validation pictures (or a labeled
-zip): the metrics, a confusion matrix whose cells open the pictures behind them, per-class bars, a
+"""Evaluate page: how one of this session's finished runs does on its validation pictures (without a
+validation split, on its cross-validated predictions) or on a labeled zip: the metrics, with the accuracy
+named as it was measured, a confusion matrix whose cells open the pictures behind them, per-class bars, a
 2-D map of the model's features, and a Grad-CAM gallery. Evaluations are cached by run and model file."""
 import hashlib
 from pathlib import Path
@@ -44,14 +45,6 @@ def finished_runs() -> list[dict]:
             if row["status"].get("state") == "done" and (Path(row["path"]) / "model.keras").is_file()]
 
 
-def run_label(row: dict) -> str:
-    config, status = row["config"], row["status"]
-    model = "autoencoder" if config.get("model") == "autoencoder" else "VGG16"
-    accuracy = status.get("val_accuracy")
-    accuracy = f", validation accuracy {accuracy:.0%}" if isinstance(accuracy, (int, float)) else ""
-    return f"{row['id']} ({model}, head {config.get('head')}{accuracy})"
-
-
 def pick_run(key: str) -> dict | None:
     rows = finished_runs()
     if not rows:
@@ -63,7 +56,7 @@ def pick_run(key: str) -> dict | None:
     ids = list(by_id)
     current = common.current_run()
     chosen = st.selectbox("Run (one of your finished runs)", ids, index=ids.index(current) if current in ids else 0,
-                          key=key, format_func=lambda run_id: run_label(by_id[run_id]),
+                          key=key, format_func=lambda run_id: common.run_label(by_id[run_id]),
                           on_change=lambda: common.set_current_run(st.session_state[key]))
     if common.run_status() is None:  # no current run (a fresh tab): the run shown here becomes it
         common.set_current_run(chosen)
@@ -175,13 +168,20 @@ def feature_map_figure(points: dict, classes: list[str]) -> go.Figure:
 # ---------------------------------------------------------------------- sections
 
 def metrics_row(result: dict) -> None:
+    from core import measured
+
     per_class = result["per_class"].values()
     macro_f1 = sum(item["f1"] for item in per_class) / max(1, len(result["per_class"]))
     a, b, c, d = st.columns(4)
-    a.metric("Accuracy", f"{result['accuracy']:.1%}")
+    if result.get("evaluation"):  # the run's own pictures: say how they measure it
+        measure = measured.measure(result["evaluation"])
+        a.metric(measure.title, f"{result['accuracy']:.1%}", help=measure.explained)
+    else:
+        a.metric("Accuracy", f"{result['accuracy']:.1%}", help="On the pictures of the zip.")
     b.metric("Pictures evaluated", result["n"])
     c.metric("Mistakes", len(result["misclassified"]))
     d.metric("Macro F1", f"{macro_f1:.2f}")
+    st.caption(f"Measured on: {common.plain(result.get('data', ''), 300)}")
     if result.get("skipped"):
         st.warning(f"{len(result['skipped'])} pictures were left out of the evaluation: "
                    + "; ".join(f"{common.plain(s.get('path'), 60)}: {common.plain(s.get('reason'), 120)}"
@@ -256,11 +256,18 @@ def gallery_section(row: dict, result: dict, dataset, digest: str | None) -> Non
     st.image(overlays, caption=captions, width=104)
 
 
+OWN_PICTURES = "Its own pictures"
+
+
 def data_choice(row: dict) -> tuple[str | None, bytes | None]:
-    """(digest, zip bytes) of a labeled zip to evaluate on, or (None, None) for the validation split."""
-    source = st.radio("Evaluate on", ["Its validation pictures", "A labeled zip (one folder per class)"],
-                      horizontal=True, key="eval_source")
-    if source.startswith("Its"):
+    """(digest, zip bytes) of a labeled zip to evaluate on, or (None, None) for the run's own pictures (its
+    validation split, or without one the predictions it stored, each by a model that did not see the picture)."""
+    from core import measured
+
+    own = f"Its {measured.of_run(row['path']).pictures}"
+    source = st.radio("Evaluate on", [OWN_PICTURES, "A labeled zip (one folder per class)"], horizontal=True,
+                      key="eval_source", format_func=lambda option: own if option == OWN_PICTURES else option)
+    if source == OWN_PICTURES:
         return None, None
     upload = st.file_uploader("Labeled zip", type=["zip"], key="eval_zip")
     if upload is None:

@@ -43,14 +43,6 @@ def finished_runs() -> list[dict]:
             if row["status"].get("state") == "done" and (Path(row["path"]) / "model.keras").is_file()]
 
 
-def run_label(row: dict) -> str:
-    config, status = row["config"], row["status"]
-    model = "autoencoder" if config.get("model") == "autoencoder" else "VGG16"
-    accuracy = status.get("val_accuracy")
-    accuracy = f", validation accuracy {accuracy:.0%}" if isinstance(accuracy, (int, float)) else ""
-    return f"{row['id']} ({model}, head {config.get('head')}{accuracy})"
-
-
 def pick_run(key: str) -> dict | None:
     """One of this session's finished runs (the current run when it is one); None, with guidance, if none."""
     rows = finished_runs()
@@ -63,7 +55,7 @@ def pick_run(key: str) -> dict | None:
     ids = list(by_id)
     current = common.current_run()
     chosen = st.selectbox("Model (one of your finished runs)", ids, index=ids.index(current) if current in ids else 0,
-                          key=key, format_func=lambda run_id: run_label(by_id[run_id]),
+                          key=key, format_func=lambda run_id: common.run_label(by_id[run_id]),
                           on_change=lambda: common.set_current_run(st.session_state[key]))
     if common.run_status() is None:  # no current run (a fresh tab): the run shown here becomes it
         common.set_current_run(chosen)

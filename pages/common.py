@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from core import jobs, runs
+from core import jobs, measured, runs
 from core.config import ConfigError, TrainConfig
 
 log = logging.getLogger("transfer_studio.app")
@@ -54,7 +54,7 @@ PHASE_WORDS = {
     "load_unlabeled": "Loading the unlabeled images",
     "build_model": "Building the model",
     "weights": "Getting the ImageNet weights",
-    "feature_cache": "Caching the frozen part's features (once, then every epoch is fast)",
+    "feature_cache": "Computing the frozen part's features (once; everything after reuses them)",
     "train": "Training",
     "head": "Training the head (base frozen)",
     "fine_tune": "Fine-tuning the unfrozen blocks",
@@ -62,6 +62,10 @@ PHASE_WORDS = {
     "autoencoder": "Pretraining the autoencoder",
     "svm": "Fitting the SVM",
     "random_forest": "Fitting the random forest",
+    # recipe auto
+    "candidates": "Scoring the candidate models (cross-validation on the training pictures)",
+    "fine_tune_candidate": "Trying fine-tuning block 5 (a candidate, scored on held-out training pictures)",
+    "final_fit": "Training the chosen model on every training picture",
     "save": "Saving the model",
 }
 
@@ -263,23 +267,32 @@ def validate_config(values: dict) -> tuple[TrainConfig | None, dict[str, str]]:
 
 
 def settings_summary(values: dict) -> str:
-    """The settings in one line of words (plain text: wrap in ``plain`` for Markdown). Recipe "auto"
-    names only what it reads; settings without a recipe are read as manual (they predate auto)."""
+    """The settings in one line of words (plain text: wrap in ``plain`` for Markdown): "Automatic: ..."
+    or "Manual: ..."."""
+    recipe, details = settings_parts(values)
+    return f"{recipe}: {details}"
+
+
+def settings_parts(values: dict) -> tuple[str, str]:
+    """The settings as (recipe, details) in words: ("Automatic", "VGG16 (weights none), ..., 32 px"), for a
+    line that names the recipe in its own way. Recipe "auto" names only what it reads; settings without
+    a recipe are read as manual (they predate auto)."""
     weights = values.get("weights")
     weights = weights if weights in ("imagenet", "none") else "uploaded file"
     if values.get("recipe") == "auto":
         # core.auto's candidates (FEATURE_BLOCKS, the block-5 fine-tune), named here without importing Keras
-        return (f"Automatic: VGG16 (weights {weights}), the best of linear heads on blocks 3-5 or fine-tuning "
-                f"block 5, chosen by cross-validation, {values.get('image_size')} px")
+        return "Automatic", (f"VGG16 (weights {weights}), the best of linear heads on blocks 3-5 or fine-tuning "
+                             f"block 5, chosen by cross-validation, {values.get('image_size')} px")
     try:
         rate = f"{float(values.get('learning_rate')):.1e}"
     except (TypeError, ValueError):
         rate = str(values.get("learning_rate"))
     model = {"vgg16": "VGG16", "autoencoder": "Autoencoder"}.get(values.get("model", "vgg16"), values.get("model"))
-    return (f"Manual: {model}, weights {weights}, {values.get('freeze_depth')} of 5 blocks "
-            f"frozen, head {values.get('head')}, {values.get('optimizer')} at learning rate {rate}, "
-            f"{values.get('epochs')} epochs, batch {values.get('batch_size')}, {values.get('image_size')} px"
-            + (", augmentation" if values.get("augment") else "") + (", two-phase" if values.get("two_phase") else ""))
+    return "Manual", (f"{model}, weights {weights}, {values.get('freeze_depth')} of 5 blocks "
+                      f"frozen, head {values.get('head')}, {values.get('optimizer')} at learning rate {rate}, "
+                      f"{values.get('epochs')} epochs, batch {values.get('batch_size')}, {values.get('image_size')} px"
+                      + (", augmentation" if values.get("augment") else "")
+                      + (", two-phase" if values.get("two_phase") else ""))
 
 
 FIELD_LABELS = {
@@ -369,7 +382,7 @@ def describe_state(status: dict | None) -> str:
         seconds = status.get("train_seconds")
         parts = ["Finished"]
         if isinstance(accuracy, (int, float)):
-            parts.append(f"validation accuracy {accuracy:.0%}")
+            parts.append(run_measure(status).percent(accuracy))
         if isinstance(seconds, (int, float)):
             parts.append(f"{seconds:.0f} s of training")
         return ", ".join(parts)
@@ -378,6 +391,31 @@ def describe_state(status: dict | None) -> str:
     if state == "stopped":
         return "Stopped on request" + (f" ({status['error']})" if status.get("error") else "")
     return STATE_WORDS.get(state, str(state))
+
+
+def run_measure(status: dict) -> measured.Measure:
+    """How the run of ``status`` (a JobManager status, which carries the run's ``id``) measured its
+    accuracy, from its metrics.json; a status without an id falls back to its own "evaluation"."""
+    run_id = status.get("id")
+    if isinstance(run_id, str) and runs.RUN_ID_PATTERN.match(run_id):
+        return measured.of_run(runs.run_path(run_id))
+    return measured.measure(status.get("evaluation"))
+
+
+def run_label(row: dict) -> str:
+    """A finished run in a picker, by its id, model, recipe and accuracy named as it was measured (a row
+    of ``my_runs``): "20260101-... (VGG16, automatic, cross-validated accuracy 25%)"."""
+    config, status = row["config"], row["status"]
+    if config.get("model") == "autoencoder":
+        model = f"autoencoder, head {config.get('head')}"
+    elif config.get("recipe") == "auto":
+        model = "VGG16, automatic"
+    else:
+        model = f"VGG16, head {config.get('head')}"
+    accuracy = status.get("val_accuracy")
+    if isinstance(accuracy, (int, float)):
+        model += ", " + measured.of_run(row["path"]).percent(accuracy)
+    return f"{row['id']} ({model})"
 
 
 # ---------------------------------------------------------------------- live run summary
@@ -464,16 +502,18 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def curves_figure(runs_events: dict[str, list[dict]], *, batch_line: bool = True, height: int = 360):
+def curves_figure(runs_events: dict[str, list[dict]], *, batch_line: bool = True, height: int = 360,
+                  label_traces: bool | None = None):
     """Plotly figure: loss (left) and accuracy (right) against epoch, training and validation
     per epoch, plus a thin running per-batch line. ``runs_events`` maps a label to a run's events
-    (several runs overlay). The autoencoder's reconstruction epochs are left out (other scale)."""
+    (several runs overlay). The autoencoder's reconstruction epochs are left out (other scale).
+    Trace names start with the label when there are several (``label_traces`` True: always)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.1)
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-    single = len(runs_events) == 1
+    single = len(runs_events) == 1 if label_traces is None else not label_traces
     for index, (label, events) in enumerate(runs_events.items()):
         colour = palette[index % len(palette)]
         name = "" if single else plotly_text(label) + " "
@@ -506,15 +546,16 @@ def curves_figure(runs_events: dict[str, list[dict]], *, batch_line: bool = True
     return figure
 
 
-def show_candidates(run_id: str, events: list[dict]) -> None:
+def show_candidates(run_id: str, events: list[dict]):
     """The auto recipe's leaderboard of one run: the choice in one sentence, then a bar per candidate
     (filling in from the events while the run scores them, from candidates.json once written).
-    Shows nothing for a run that scored no candidates, or whose candidates cannot be read."""
+    Shows nothing for a run that scored no candidates, or whose candidates cannot be read.
+    Returns the core.leaderboard.Leaderboard shown, or None."""
     from core import leaderboard
 
     board = leaderboard.read(run_dir(run_id), events)
     if board is None:
-        return
+        return None
     st.subheader("Candidates")
     if board.reason:
         st.markdown(f"**Chosen:** {plain(board.reason, 400)}")
@@ -526,6 +567,7 @@ def show_candidates(run_id: str, events: list[dict]) -> None:
     st.caption(" · ".join(notes), help=leaderboard.CROSS_VALIDATION_HELP)
     st.plotly_chart(leaderboard.figure(board), width="stretch", key=f"candidates-{run_id}",
                     config={"displayModeBar": False})
+    return board
 
 
 # ---------------------------------------------------------------------- errors

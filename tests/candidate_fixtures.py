@@ -92,3 +92,40 @@ def make_auto(run_dir: Path, record: dict | None = None) -> dict:
     add_candidate_events(run_dir, record)
     runs.write_json_atomic(run_dir / "candidates.json", record)
     return record
+
+
+AUTO_CONFIG = {"weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8}  # recipe auto, the default
+FINE_TUNE_PER_CLASS = 20  # core.auto.FINE_TUNE_MIN_PER_CLASS: enough pictures for the fine-tune candidate
+_auto_runs: dict[str, Path] = {}
+
+
+def auto_run(tmp_path_factory, demo_dir: str) -> Path:
+    """A finished run of recipe auto trained for real on the demo data (8 pictures a class: no validation
+    split, its accuracy cross-validated; a linear head wins, fitted in one step); built once per process."""
+    if "linear" not in _auto_runs:
+        _auto_runs["linear"] = _train_auto(tmp_path_factory, demo_dir)
+    return _auto_runs["linear"]
+
+
+def fine_tune_auto_run(tmp_path_factory) -> Path:
+    """A finished auto run on 20 demo pictures a class, so fine-tuning block 5 is a candidate too and
+    trains epoch by epoch; built once per process."""
+    if "fine_tune" not in _auto_runs:
+        from core import demo_data
+
+        data = tmp_path_factory.mktemp("demo-20") / "shapes"
+        demo_data.write_demo_data(str(data), per_class=FINE_TUNE_PER_CLASS, size=32, seed=0)
+        _auto_runs["fine_tune"] = _train_auto(tmp_path_factory, str(data))
+    return _auto_runs["fine_tune"]
+
+
+def _train_auto(tmp_path_factory, data: str) -> Path:
+    from core.config import TrainConfig
+    from core.training import train
+
+    config = TrainConfig.from_dict(AUTO_CONFIG)
+    assert config.recipe == "auto"
+    run_dir = tmp_path_factory.mktemp("auto-run") / "run"
+    result = train(config, data, run_dir)
+    assert result.state == "done", result
+    return run_dir

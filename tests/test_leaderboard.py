@@ -77,3 +77,22 @@ def test_the_chart_marks_the_chosen_one_and_escapes_names():
     assert list(whiskers["y"]) == [label for label, text in zip(labels, bars["text"]) if "held-out" not in text]
     assert figure["layout"]["xaxis"]["title"]["text"] == leaderboard.AXIS_TITLE
     assert HOSTILE_NAME not in json.dumps(figure)
+
+
+def test_only_the_trainings_that_went_epoch_by_epoch_are_curves():
+    """Fine-tuning (candidate, final model) gives one group each; a linear fit's lone epoch, none."""
+    def trained(phase, epochs=2, steps=3):
+        return [event for epoch in range(1, epochs + 1)
+                for event in [{"type": "batch", "phase": phase, "epoch": epoch, "batch": step, "steps": steps,
+                               "loss": 1.0} for step in range(1, steps + 1)]
+                + [{"type": "epoch", "phase": phase, "epoch": epoch, "loss": 1.0, "accuracy": 0.5}]]
+
+    linear_fit = [{"type": "epoch", "phase": "final_fit", "epoch": 1, "loss": 0.3, "val_accuracy": 0.4}]
+    scoring = [{"type": "phase_start", "name": "candidates"}, *candidate_events(candidates_record())]
+    assert leaderboard.trained_phases(scoring + linear_fit) == {}
+    assert leaderboard.trained_phases(trained("head") + trained("fine_tune")) == {}  # a manual run's phases
+    groups = leaderboard.trained_phases(scoring + trained("fine_tune_candidate") + linear_fit + [None, "x"])
+    assert list(groups) == ["fine-tuning candidate"] and len(groups["fine-tuning candidate"]) == 8
+    groups = leaderboard.trained_phases(trained("fine_tune_candidate") + trained("final_fit", epochs=3))
+    assert list(groups) == ["fine-tuning candidate", "final model"]
+    assert [e["epoch"] for e in groups["final model"] if e["type"] == "epoch"] == [1, 2, 3]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from candidate_fixtures import HOSTILE_NAME, REASON, SCORING, candidates_record
-from core import report
+from candidate_fixtures import HOSTILE_NAME, REASON, SCORING, auto_run, candidates_record, fine_tune_auto_run
+from core import measured, report
 from run_fixtures import cached_run, run_fixture
 
 
@@ -46,7 +46,7 @@ def assert_fetches_nothing_outside(page: str) -> None:
 def test_report_has_every_section_and_fetches_nothing(run_dir):
     page = report.build_report(run_dir)
     for heading in ("Settings", "Data", "Training curves", "Results", "Confusion matrix", "Per class",
-                    "Misclassified validation images", "Grad-CAM"):
+                    "Misclassified validation pictures", "Grad-CAM"):
         assert heading in page, heading
     assert page.count("data:image/png;base64,") >= 2  # Grad-CAM examples: the image and its overlay
     assert "Plotly.newPlot" in page and 'class="plotly-graph-div"' in page
@@ -142,3 +142,26 @@ def test_an_auto_run_report_says_how_the_model_was_chosen(demo_dir, tmp_path_fac
     assert_fetches_nothing_outside(page)
     (tmp_path / "candidates.json").write_text('{"candidates": [')
     assert "How the model was chosen" not in report.build_report(tmp_path)  # unreadable: left out quietly
+
+
+def test_an_auto_run_report_names_its_accuracy_as_it_was_measured(demo_dir, tmp_path_factory):
+    """8 pictures a class: no validation split, so the summary, the results and the mistakes say cross-validated,
+    never "validation"; the linear head fitted in one step gets a note, not a one-point chart."""
+    page = report.build_report(auto_run(tmp_path_factory, demo_dir))
+    measure = measured.MEASURES["cross_validation"]
+    assert "<td>cross-validated accuracy</td>" in page and "<td>training pictures, cross-validated</td>" in page
+    assert "32 training images at 32 px, every one of them used to train the model" in page
+    assert f"<h2>Results</h2><p>Cross-validated accuracy <b>" in page and measure.explained in page
+    assert "<h2>Misclassified training pictures</h2>" in page and "wrong (training pictures, cross-validated)" in page
+    assert "validation" not in without_scripts(page).lower().replace("cross-validat", "").replace(
+        "validation_fraction", "")  # the settings table names the (unused) validation share
+    curves = page[page.index("<h2>Training curves</h2>"):page.index("<h2>Results</h2>")]
+    assert "None: the chosen model is a linear head" in curves and "plotly-graph-div" not in curves
+    assert_fetches_nothing_outside(page)
+
+
+def test_an_auto_run_report_draws_the_fine_tune_candidate_as_a_curve_of_its_own(tmp_path_factory):
+    page = report.build_report(fine_tune_auto_run(tmp_path_factory))
+    curves = page[page.index("<h2>Training curves</h2>"):page.index("<h2>Results</h2>")]
+    assert "plotly-graph-div" in curves
+    assert '"name":"fine-tuning candidate val_accuracy"' in curves.replace(": ", ":")

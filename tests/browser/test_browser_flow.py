@@ -311,3 +311,90 @@ def test_a_deep_link_first_after_a_server_start_gets_the_app_frame(page, server)
     assert f"session={token}" in page.url and "/model" in page.url
     shot(page, "8-deep-link")
     page.passed = True
+
+
+def test_an_automatic_run_draws_its_leaderboard(page, server, tmp_path):
+    """The default recipe from the demo data (weights none, 32 px, so it runs offline in seconds): the Train
+    page shows the choice in a sentence and a bar per candidate scored, and names the accuracy as it was
+    measured (30 pictures a class: no validation split, cross-validated); screenshot 9-train-leaderboard.png."""
+    import json
+
+    from core import measured
+
+    page.goto(server)
+    page.get_by_role("heading", name="Data", level=1).wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Use the demo data").click()
+    page.get_by_text("120 pictures in 4 classes").wait_for()
+    wait_idle(page)
+    go_to(page, "Model")
+    page.get_by_test_id("stRadio").filter(has_text="Automatic (recommended)").wait_for()  # the default, kept
+    page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()
+    wait_idle(page)
+    page.get_by_text("Automatic: VGG16 (weights none)").wait_for()
+    for attempt in range(3):  # on a busy machine a key press can land while the page still re-renders
+        slider_to_start(page, "Image size")
+        try:
+            page.get_by_text("chosen by cross-validation, 32 px").wait_for(timeout=20_000)
+            break
+        except sync_api.TimeoutError:
+            if attempt == 2:
+                raise
+
+    go_to(page, "Train")
+    page.get_by_text("Settings (automatic):").wait_for()
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function("() => location.search.includes('run=')")
+    run_id = page.evaluate("() => new URLSearchParams(location.search).get('run')")
+    page.get_by_test_id("stMain").get_by_text("Finished, ", exact=False).wait_for(timeout=300_000)
+    sync_api.expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=30_000)
+    page.get_by_text("Chosen:", exact=False).first.wait_for()
+    wait_idle(page)
+
+    run_dir = tmp_path / "workspace" / "runs" / run_id
+    # no validation split: cross-validated, or held-out training pictures when fine-tuning won
+    measure = measured.of_run(run_dir)
+    assert measure.evaluation in ("cross_validation", "held_out")
+    state = page.get_by_test_id("stMain").get_by_text("Finished, ", exact=False).first.text_content()
+    assert state.startswith(f"Finished, {measure.accuracy} ") and "validation accuracy" not in state, state
+    page.get_by_test_id("stMain").get_by_text(measure.explained).wait_for()
+    record = json.loads((run_dir / "candidates.json").read_text())
+    names = [candidate["name"] for candidate in record["candidates"]]
+    assert len(names) == 10  # 9 linear heads and, with 20+ pictures a class, fine-tuning block 5
+    chart = page.get_by_test_id("stPlotlyChart").filter(has=page.locator(".barlayer")).first
+    bars = chart.locator(".barlayer .point")
+    page.wait_for_function("(n) => document.querySelectorAll("
+                           "'[data-testid=\"stPlotlyChart\"] .barlayer .point').length >= n", arg=len(names))
+    assert bars.count() == len(names)
+    # each candidate's name on the axis (wrapped onto lines, so compared without spaces)
+    shown = "|".join(chart.locator(".yaxislayer-above .ytick text").all_text_contents())
+    squeezed = "".join(shown.split())
+    for name in names:
+        assert "".join(name.split()) in squeezed, name
+    # the chosen one is marked and drawn at the top (best first)
+    top_down = chart.evaluate("""(chart) => {
+        const texts = (css) => Array.from(chart.querySelectorAll(css))
+            .map((t) => [t.getBoundingClientRect().top, t.textContent])
+            .sort((a, b) => a[0] - b[0]).map((pair) => pair[1]);
+        return {ticks: texts('.yaxislayer-above .ytick text'), bars: texts('.barlayer .point text')};
+    }""")
+    chosen = record["candidates"][record["chosen"]]["name"]
+    assert "".join(chosen.split()) == "".join(top_down["ticks"][0].split()), top_down["ticks"]
+    assert top_down["bars"][0].endswith("chosen") and sum("chosen" in text for text in top_down["bars"]) == 1
+    page.get_by_text(record["reason"], exact=False).wait_for()
+
+    heading = page.get_by_role("heading", name="Candidates")
+    chart.scroll_into_view_if_needed()
+    heading.scroll_into_view_if_needed()
+    top, bottom = heading.bounding_box(), chart.bounding_box()
+    clip = {"x": bottom["x"] - 8, "y": top["y"] - 8, "width": bottom["width"] + 16,
+            "height": bottom["y"] + bottom["height"] - top["y"] + 16}
+    page.screenshot(path=str(ARTIFACTS / "9-train-leaderboard.png"), clip=clip)
+    shot(page, "9-train-auto-finished")
+    # 20+ pictures a class: the fine-tuning candidate trained epoch by epoch, drawn as curves named so
+    page.get_by_text("Fine-tuning, epoch by epoch").wait_for()
+    curves = page.get_by_test_id("stPlotlyChart").filter(has_text="fine-tuning candidate training loss")
+    curves.locator(".scatterlayer path.js-line").first.wait_for()
+    curves.scroll_into_view_if_needed()
+    curves.screenshot(path=str(ARTIFACTS / "9-train-auto-curves.png"))
+    page.passed = True
