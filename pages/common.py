@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from core import jobs, measured, runs
+from core import jobs, measured, runs, sessions
 from core.config import ConfigError, TrainConfig
 
 log = logging.getLogger("transfer_studio.app")
@@ -102,8 +102,19 @@ def owner() -> str:
     token = st.session_state.get("owner")
     if not token:
         from_url = st.query_params.get(OWNER_PARAM)
-        token = from_url if isinstance(from_url, str) and OWNER_PATTERN.match(from_url) else None
-        token = token or secrets.token_urlsafe(18)
+        if sessions.is_issued(from_url):
+            token = from_url
+        else:
+            # only tokens this server minted are accepted: a link with a made-up token gets a fresh session
+            if from_url:
+                st.session_state["session_note"] = ("That link's session is not known on this server, so this "
+                                                    "is a new session: its runs and datasets start empty.")
+            try:
+                token = sessions.issue_token()
+            except OSError:
+                # an unusable workspace is explained where the page writes to it; this visit still works,
+                # but its link cannot bring it back
+                token = secrets.token_urlsafe(18)
         st.session_state["owner"] = token
     return token
 
@@ -137,6 +148,9 @@ def sync_query_params() -> None:
     run_id = st.session_state.get("run_id")
     if run_id and st.query_params.get(RUN_PARAM) != run_id:
         st.query_params[RUN_PARAM] = run_id
+    note = st.session_state.pop("session_note", None)
+    if note:
+        st.info(note)
 
 
 # ---------------------------------------------------------------------- shared resources

@@ -28,8 +28,17 @@ def app_env(isolated_workspace, monkeypatch):
     common._job_manager_for.clear()
 
 
-def start_app(query: dict | None = None, page: str | None = None, timeout: float = 120) -> AppTest:
-    """Run the app once (optionally with URL query parameters, then on ``page``)."""
+def start_app(query: dict | None = None, page: str | None = None, timeout: float = 120,
+              known_session: bool = True) -> AppTest:
+    """Run the app once (optionally with URL query parameters, then on ``page``).
+
+    A ``session`` in ``query`` stands for a link from an earlier visit, so it is recorded as issued by the
+    server first, unless ``known_session`` is False (a made-up token, as an attacker's link would carry).
+    """
+    if query and query.get("session") and known_session:
+        from core import sessions
+
+        sessions.remember(query["session"])
     at = AppTest.from_file(str(APP), default_timeout=timeout)
     at.query_params.update(query or {})
     at.run()

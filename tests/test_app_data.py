@@ -149,3 +149,16 @@ def test_another_sessions_run_is_not_shown(app_env):
                                   "pages/7_experiments.py"])
 def test_every_other_page_opens_from_the_navigation(app_env, page):
     start_app(page=page)
+
+
+def test_a_made_up_session_token_in_a_link_is_refused_and_replaced(app_env):
+    """Session fixation: someone hands a victim a link with a token they chose, to read the victim's work
+    later. Only tokens this server issued are accepted; any other gets a fresh session and a plain note."""
+    chosen = "attackerchosentoken123"
+    at = start_app({"session": chosen}, known_session=False)
+    assert at.session_state["owner"] != chosen and at.query_params["session"] == at.session_state["owner"]
+    assert any("not known on this server" in str(box.value) for box in at.info)
+    # the token the server issued works as a reload link, with no note
+    again = start_app({"session": at.session_state["owner"]})
+    assert again.session_state["owner"] == at.session_state["owner"]
+    assert not any("not known" in str(box.value) for box in again.info)

@@ -32,6 +32,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class ServerURL(str):
+    """The server's base URL, which also knows the server's workspace folder."""
+
+    workspace: Path
+
+
 @pytest.fixture
 def server(tmp_path):
     """`streamlit run streamlit_app.py` with its own workspace and small demo data; its log is kept."""
@@ -43,7 +49,8 @@ def server(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
                                 str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
                                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.workspace = tmp_path / "workspace"
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -300,7 +307,10 @@ def test_a_deep_link_first_after_a_server_start_gets_the_app_frame(page, server)
     """A shared link such as /model?session=... opened before anyone has opened / on a fresh server:
     Streamlit would serve pages/2_model.py the old pages-directory way (raw file names in the sidebar,
     'common' among them, no frame); the page builds the app's navigation and frame itself, keeping the URL."""
-    token = "sharedlinktoken1234"
+    from core import sessions
+
+    # a token the server issued (a made-up one is refused and replaced: test_app_data's fixation test)
+    token = sessions.issue_token(server.workspace / "sessions")
     page.goto(f"{server}/model?session={token}")
     page.get_by_role("heading", name="Model", level=1).wait_for()
     wait_idle(page)
