@@ -91,9 +91,22 @@ def _summary_section(status: dict, metrics: dict | None) -> str:
     return "".join(html_parts)
 
 
+def source_name(source: str) -> str:
+    """How a report names the data a run trained on: the dataset's own name (its manifest's source, e.g.
+    "Demo shapes (30 per class)") or the folder's or zip's name, never the server path (a path in the
+    workspace holds the session's token, and a report is made to be mailed)."""
+    manifest = runs.read_json(Path(source) / "manifest.json") if Path(source).is_dir() else None
+    named = manifest.get("source") if isinstance(manifest, dict) else None
+    if isinstance(named, str) and named.strip() and "/" not in named:
+        return named
+    return Path(str(source).replace("\\", "/")).name
+
+
 def _config_section(config: dict) -> str:
+    from core.export import shareable_config
+
     rows = [[name, json.dumps(value) if isinstance(value, (dict, list)) else value]
-            for name, value in sorted(config.items())]
+            for name, value in sorted(shareable_config(config).items())]
     return "<h2>Settings</h2>" + _table(["setting", "value"], rows)
 
 
@@ -102,7 +115,7 @@ def _dataset_section(dataset: dict | None) -> str:
         return '<h2>Data</h2><p class="note">no dataset.json: the run stopped before it loaded its images.</p>'
     parts = ["<h2>Data</h2>"]
     if dataset.get("source"):
-        parts.append(f"<p>source: <code>{_e(dataset['source'])}</code></p>")
+        parts.append(f"<p>source: <code>{_e(source_name(dataset['source']))}</code></p>")
     split = dataset.get("split") or {}
     if split.get("validation") or not split.get("train"):
         parts.append(f"<p>{_e(len(split.get('train', [])))} training and {_e(len(split.get('validation', [])))} "

@@ -281,3 +281,20 @@ def test_an_exported_bundle_names_no_server_path(demo_dir, tmp_path):
                 text = bundle.read(name).decode()
                 assert "s3cr3t-session-token" not in text and str(tmp_path) not in text, name
         assert json.loads(bundle.read("config.json"))["weights"] == "vgg.weights.h5"
+
+
+def test_a_report_names_no_server_path_or_session_token(demo_dir, tmp_path):
+    import shutil
+
+    from core import report, training
+    from core.config import TrainConfig
+
+    token = "s3cr3tsessiontoken42"
+    data = tmp_path / "datasets" / token / "20261130-abc"
+    shutil.copytree(demo_dir, data)
+    (data / "manifest.json").write_text(json.dumps({"source": "Demo shapes (8 per class)"}))
+    run = tmp_path / "run"
+    assert training.train(TrainConfig.from_dict({"weights": "none", "image_size": 32}), data, run).state == "done"
+    html = Path(report.write_report(run)).read_text()
+    assert token not in html and str(tmp_path) not in html
+    assert "Demo shapes (8 per class)" in html
