@@ -10,18 +10,22 @@ from pages import common
 
 POLL_SECONDS = 2.0
 DESCRIPTIONS = {
-    "freeze-depth": "Trains pretrained VGG16 with k = 5 ... 0 of its five blocks frozen (quick: 5, 3, 0). More "
-                    "frozen blocks train faster; the chart shows what that costs in accuracy.",
-    "transfer-vs-scratch": "Pretrained VGG16 with only the head trained, pretrained with its top blocks "
-                           "fine-tuned, VGG16 from random weights trained fully, and the autoencoder's "
-                           "encoder, all on the same split.",
-    "data-efficiency": "Transfer (pretrained VGG16, blocks 1-4 frozen, block 5 and the head trained) against "
-                       "scratch (the same network from random weights, trained fully) with 2, 5, 10, 20 and all "
-                       "labeled images per class (quick: 2, 5 and all), a few seeds each. The validation images "
-                       "stay the same throughout.",
+    "freeze-depth": "First a linear probe on the frozen features of each of VGG16's five blocks (seconds each: "
+                    "where in the pretrained network the useful features are), then pretrained VGG16 trained "
+                    "with k = 5 ... 0 of its blocks frozen (quick: 5, 3, 0). More frozen blocks train faster; "
+                    "the chart shows what that costs in accuracy.",
+    "transfer-vs-scratch": "The automatic recipe on pretrained VGG16 (the best of linear heads on blocks 3-5, "
+                           "and of fine-tuning block 5 from 20 pictures a class), pretrained VGG16 with every "
+                           "block trained, the same network from random weights trained the same way, and the "
+                           "autoencoder's encoder, all on the same split. A linear head has no epochs: the per-epoch "
+                           "chart shows it as a level line.",
+    "data-efficiency": "Transfer (the automatic recipe on pretrained VGG16) against scratch (the same network "
+                       "from random weights, trained fully) with 2, 5, 10, 20 and all labeled images per class "
+                       "(quick: 2, 5 and all), a few seeds each. The validation images stay the same throughout.",
 }
-SETTING_COLUMNS = {"freeze-depth": ["freeze_depth"], "transfer-vs-scratch": ["freeze_depth"],
-                   "data-efficiency": ["per_class", "seed"]}
+# the varied settings of each kind; "chosen" is what the automatic recipe picked (empty for other rows)
+SETTING_COLUMNS = {"freeze-depth": ["block", "freeze_depth"], "transfer-vs-scratch": ["freeze_depth", "chosen"],
+                   "data-efficiency": ["per_class", "seed", "chosen"]}
 
 
 def current_experiment(owner: str) -> str | None:
@@ -52,7 +56,8 @@ def settings_form(info: dict, running: bool, owner: str) -> None:
                    "there is nothing to transfer. Choose ImageNet weights on the Model page to see the lesson.")
     plan = experiments.plan_summary(kind, info["images"], image_size, quick, epochs=int(epochs),
                                     n_classes=len(info["classes"]))
-    st.info(f"{plan['runs']} models to train on {info['images']} images: about "
+    probes = f" and {plan['probes']} linear probes" if plan["probes"] else ""
+    st.info(f"{plan['runs']} models to train{probes} on {info['images']} images: about "
             f"{common.format_seconds(plan['seconds'])} on 2 CPU cores (a GPU is much faster).")
     limit = jobs.default_max_concurrent()
     if st.button("Start the experiment", type="primary", disabled=running, key="experiment_start",
@@ -77,7 +82,7 @@ def show_results(path: str) -> None:
     st.subheader(results.get("title") or "Experiment")
     if state == "running":
         done = len(rows)
-        text = (f"Run {done + 1} of {planned} is training" if planned else "Loading the images and the weights")
+        text = (f"Step {done + 1} of {planned} is running" if planned else "Loading the images and the weights")
         st.progress(done / planned if planned else 0.0, text=text)
         if st.button("Stop the experiment", key="experiment_stop"):
             experiments.stop_experiment(path)
@@ -87,7 +92,9 @@ def show_results(path: str) -> None:
     elif state == "stopped":
         st.warning(f"Stopped after {len(rows)} of {planned or len(rows)} runs; the rows below are what finished.")
     elif state == "done":
-        st.success(f"Finished: {len(rows)} models trained.")
+        probes = sum(1 for row in rows if row.get("method") == experiments.PROBE)
+        st.success(f"Finished: {len(rows) - probes} models trained." + (f" {probes} linear probes scored."
+                                                                          if probes else ""))
     lesson = experiments.headline(results)
     if lesson:
         st.markdown(f"**{lesson}**")
@@ -96,7 +103,7 @@ def show_results(path: str) -> None:
             "val_accuracy", "train_seconds", "epochs", "state", "error"]
         table = [{column: row.get(column) for column in columns} for row in rows]
         for line, row in zip(table, rows):
-            line["run"] = row["run_dir"].rsplit("/", 1)[-1]
+            line["run"] = (row.get("run_dir") or "").rsplit("/", 1)[-1]  # a linear probe has none
         st.dataframe(table, hide_index=True, key="experiment_rows")
     for index, figure in enumerate(experiments.figures(results)):
         st.plotly_chart(figure, key=f"experiment_chart_{index}")

@@ -1,5 +1,6 @@
-"""Experiments: each kind trains ordinary runs, writes results.json row by row and the charts; the
-data-efficiency validation set stays fixed; bad kinds and missing weights fail in plain words."""
+"""Experiments: each kind trains ordinary runs, writes results.json row by row and the charts; transfer is
+the automatic recipe and everything else says its recipe (manual); freeze-depth scores a linear probe per
+block; the data-efficiency validation set stays fixed; bad kinds and missing weights fail in plain words."""
 import json
 from pathlib import Path
 
@@ -27,34 +28,72 @@ def validation_paths(run_dir):
     return json.loads((Path(run_dir) / "dataset.json").read_text())["split"]["validation"]
 
 
+def run_config(run_dir):
+    return json.loads((Path(run_dir) / "config.json").read_text())
+
+
 def test_freeze_depth_writes_rows_runs_and_charts(demo_dir, tmp_path):
     results, seen = run("freeze-depth", demo_dir, tmp_path / "exp")
-    assert results["state"] == "done" and results["planned"] == 3
-    assert [row["freeze_depth"] for row in results["rows"]] == list(experiments.QUICK_FREEZE_DEPTHS)
-    assert seen == [(1, 1), (2, 2), (3, 3)]
-    for row in results["rows"]:
-        assert row["method"] == "transfer" and 0.0 <= row["val_accuracy"] <= 1.0 and row["train_seconds"] > 0
+    steps = len(experiments.PROBE_BLOCKS) + len(experiments.QUICK_FREEZE_DEPTHS)
+    assert results["state"] == "done" and results["planned"] == steps
+    assert seen == [(n, n) for n in range(1, steps + 1)]
+    probes = [row for row in results["rows"] if row["method"] == "linear probe"]
+    tuned = [row for row in results["rows"] if row["method"] == "transfer"]
+    # a linear probe per block first (seconds each), on the same split, without a run directory
+    assert [row["block"] for row in probes] == list(experiments.PROBE_BLOCKS) and results["rows"][:len(probes)] == probes
+    for row in probes:
+        assert row["state"] == "done" and 0.0 <= row["val_accuracy"] <= 1.0 and row["train_seconds"] > 0
+        assert row["run_dir"] is None and row["regularization"] in (0.01, 0.1, 1.0) and row["curve"]
+    assert [row["freeze_depth"] for row in tuned] == list(experiments.QUICK_FREEZE_DEPTHS)
+    for row in tuned:
+        assert 0.0 <= row["val_accuracy"] <= 1.0 and row["train_seconds"] > 0
         assert runs.read_status(row["run_dir"])["state"] == "done"  # an ordinary run directory
         assert Path(row["run_dir"]).parent == tmp_path / "exp" / "runs"
+        # the base config's recipe is auto: each k must be trained as said, by the manual recipe
+        assert row["recipe"] == "manual" == run_config(row["run_dir"])["recipe"]
+        assert run_config(row["run_dir"])["freeze_depth"] == row["freeze_depth"]
         assert len(row["curve"]) == 1
+    assert sorted(path.name for path in (tmp_path / "exp" / "runs").iterdir()) == [
+        Path(row["run_dir"]).name for row in tuned]
     assert json.loads((tmp_path / "exp" / "results.json").read_text()) == json.loads(json.dumps(results))
     charts = (tmp_path / "exp" / "charts.html").read_text()
     assert "Plotly.newPlot" in charts and len(charts) > 1_000_000  # plotly.js inlined: works offline
     (figure,) = experiments.figures(results)
-    assert {trace.name for trace in figure.data} == {"validation accuracy", "training time (s)"}
+    assert {trace.name for trace in figure.data} == {
+        "linear probe on a frozen block's features", "k blocks frozen, the rest trained", "training time (s)"}
+    assert list(figure.layout.xaxis.categoryarray) == [f"block {b} + linear" for b in experiments.PROBE_BLOCKS] + [
+        f"k={k}" for k in experiments.QUICK_FREEZE_DEPTHS]
+    lesson = experiments.headline(results)
+    assert lesson.startswith("Best so far: a linear probe on block") and "the rest trained, k=" in lesson
+    results["rows"] = tuned   # without probes, the sentence of the k runs alone
+    assert experiments.headline(results).startswith("Best so far: k=")
 
 
 def test_transfer_vs_scratch_uses_one_split_and_draws_curves(demo_dir, tmp_path):
     results, _ = run("transfer-vs-scratch", demo_dir, tmp_path / "exp", epochs=2)
     rows = results["rows"]
     assert [row["method"] for row in rows] == ["transfer", "fine-tune", "scratch", "autoencoder"]
-    assert [row["freeze_depth"] for row in rows[:3]] == [5, experiments.QUICK_BEST_K, 0]
-    assert rows[2]["weights"] == "none" and all(len(row["curve"]) == 2 for row in rows)
+    transfer, twin, scratch, _ = rows
+    # transfer is the automatic recipe; what it chose is in the row (6 pictures a class: a linear head)
+    assert transfer["recipe"] == "auto" == run_config(transfer["run_dir"])["recipe"]
+    assert transfer["chosen_kind"] == "linear" and transfer["chosen_block"] in (3, 4, 5)
+    assert transfer["chosen"].startswith(f"block {transfer['chosen_block']} features")
+    assert len(transfer["curve"]) == 1 and transfer["epochs"] is None
+    # the fine-tune arm is scratch's twin: every block trained, same rate and epochs, only the start differs
+    for row in (twin, scratch):
+        config = run_config(row["run_dir"])
+        assert row["recipe"] == "manual" == config["recipe"] and config["freeze_depth"] == row["freeze_depth"] == 0
+        assert config["learning_rate"] == experiments.SCRATCH_LEARNING_RATE
+    assert scratch["weights"] == "none" and all(len(row["curve"]) == 2 for row in rows[1:])
     splits = {json.dumps(validation_paths(row["run_dir"])) for row in rows}
-    assert len(splits) == 1  # the same validation images for every method
+    assert len(splits) == 1  # the same validation images for every method, the automatic recipe's too
     curves, bars = experiments.figures(results)
     assert len(curves.data) == 4 and len(bars.data[0].x) == 4
-    assert experiments.best_fine_tune(results) is rows[1]
+    level = curves.data[0]  # no epochs: a level line across the epochs of the others
+    assert list(level.x) == [1, 2] and level.y[0] == level.y[1] == transfer["val_accuracy"]
+    assert "no epochs" in level.name
+    lesson = experiments.headline(results)
+    assert lesson.startswith("Transfer (the automatic recipe) reached") and "from random weights" in lesson
 
 
 def test_data_efficiency_fixes_validation_and_draws_subsets_from_training(demo_dir, tmp_path):
@@ -74,8 +113,13 @@ def test_data_efficiency_fixes_validation_and_draws_subsets_from_training(demo_d
         used = json.loads((Path(row["run_dir"]) / "dataset.json").read_text())["split"]["train"]
         assert set(used) <= training_paths and len(used) == 4 * row["per_class"] == row["train_images"]
         subsets[(row["method"], row["per_class"], row["seed"])] = set(used)
-        expected_depth = experiments.TRANSFER_FREEZE_DEPTH if row["method"] == "transfer" else 0
-        assert row["freeze_depth"] == expected_depth and row["weights"] == "none"
+        config = run_config(row["run_dir"])
+        assert row["weights"] == "none" and config["seed"] == row["seed"]
+        if row["method"] == "transfer":  # the automatic recipe, and what it chose
+            assert row["recipe"] == "auto" == config["recipe"] and row["chosen_kind"] == "linear"
+            assert "freeze_depth" not in row
+        else:                            # scratch: random weights, every block trained
+            assert row["recipe"] == "manual" == config["recipe"] and row["freeze_depth"] == config["freeze_depth"] == 0
     assert subsets[("transfer", 2, 0)] == subsets[("scratch", 2, 0)]   # paired: same images for both methods
     assert subsets[("transfer", 2, 0)] < subsets[("transfer", 5, 0)]   # nested within a seed
     assert subsets[("transfer", 2, 0)] != subsets[("transfer", 2, 1)]
@@ -85,7 +129,25 @@ def test_data_efficiency_fixes_validation_and_draws_subsets_from_training(demo_d
         [row["val_accuracy"] for row in rows if row["method"] == "transfer" and row["per_class"] == 2]), atol=1e-4)
     (figure,) = experiments.figures(results)
     assert len(figure.data) == 2 and figure.data[0].error_y.array is not None
+    assert "automatic recipe" in figure.data[0].name
     assert "transfer reached" in experiments.headline(results)
+
+
+def test_curves_draw_every_kind_of_row():
+    """An automatic run whose fine-tuning won has a curve; one whose linear head won has one point (a level
+    line); with nothing longer than one epoch every row is a point; a row without a curve still shows."""
+    def row(label, curve, accuracy=0.5):
+        return {"method": "transfer", "label": label, "curve": curve, "val_accuracy": accuracy,
+                "train_seconds": 1.0}
+
+    results = {"kind": "transfer-vs-scratch", "rows": [
+        row("fine-tune won", [0.4, 0.6, 0.7]), row("linear won", [0.8]), row("no curve", [], 0.3)]}
+    curves, bars = experiments.figures(results)
+    assert [list(trace.x) for trace in curves.data] == [[1, 2, 3], [1, 3], [1, 3]]
+    assert list(curves.data[2].y) == [0.3, 0.3] and len(bars.data[0].x) == 3
+    results["rows"] = [row("linear won", [0.8]), row("also one epoch", [0.6])]
+    curves, _ = experiments.figures(results)
+    assert [list(trace.x) for trace in curves.data] == [[1], [1]]
 
 
 def test_equal_step_epochs_gives_small_subsets_the_same_updates():
@@ -141,6 +203,23 @@ def test_estimate_grows_with_the_work():
         plan = experiments.plan_summary(kind, 120, 64, quick=True)
         assert plan["runs"] >= 3 and plan["seconds"] > 0
     assert experiments.plan_summary("data-efficiency", 120, quick=False)["runs"] == 26
+    quick_freeze = experiments.plan_summary("freeze-depth", 120, quick=True)
+    assert quick_freeze["runs"] == 3 and quick_freeze["probes"] == 5   # k = 5, 3, 0; blocks 1-5
+    assert experiments.plan_summary("transfer-vs-scratch", 120, quick=True)["probes"] == 0
+
+
+def test_estimate_knows_when_the_automatic_recipe_fine_tunes():
+    """From core.auto's threshold of training pictures a class, the automatic recipe fine-tunes block 5 too."""
+    from core import auto
+
+    assert experiments.FINE_TUNE_MIN_PER_CLASS == auto.FINE_TUNE_MIN_PER_CLASS
+    automatic = experiments.plan_runs("transfer-vs-scratch")[0]
+    threshold = auto.FINE_TUNE_MIN_PER_CLASS
+
+    def seconds(per_class):
+        return experiments._run_seconds(automatic, 4 * per_class, 20, 64, 10, experiments.CPU_MACS_PER_SECOND, 4)
+
+    assert seconds(threshold) > 2 * seconds(threshold - 1)
 
 
 def test_experiments_are_listed_per_owner(tmp_path):
