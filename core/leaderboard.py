@@ -197,7 +197,7 @@ def figure(board: Leaderboard):
     rows = board.candidates
     chosen = [c.index == board.chosen for c in rows]
     labels = _unique([_label(c.name, is_chosen) for c, is_chosen in zip(rows, chosen)])
-    hover = [f"<b>{html.escape(c.name)}</b><br>{html.escape(describe(c))}"
+    hover = [f"<b>{html.escape(c.name, quote=False)}</b><br>{html.escape(describe(c), quote=False)}"
              + (f"<br>scored in {c.seconds:.1f} s" if c.seconds is not None else "")
              + ("<br><b>chosen</b>" if is_chosen else "") for c, is_chosen in zip(rows, chosen)]
     bars = go.Bar(
@@ -244,7 +244,7 @@ def _unique(labels: list[str]) -> list[str]:
 
 def _label(name: str, chosen: bool) -> str:
     """A candidate's name for the axis: wrapped onto short lines, escaped, bold when chosen."""
-    lines = [html.escape(line) for line in textwrap.wrap(name, LABEL_WIDTH, break_long_words=True)]
+    lines = [html.escape(line, quote=False) for line in textwrap.wrap(name, LABEL_WIDTH, break_long_words=True)]
     text = "<br>".join(lines) if lines else "?"
     return f"<b>{text}</b>" if chosen else text
 

@@ -87,11 +87,14 @@ def plain(text: Any, limit: int = 300) -> str:
 
 
 def plotly_text(text: Any, limit: int = 60) -> str:
-    """User text for Plotly labels, which understand a few HTML tags: escape them as entities."""
+    """User text for Plotly labels, which understand a few HTML tags: escape <, > and & as entities.
+
+    Quotes stay as they are: with no "<" left no tag (and so no attribute) can form, and Plotly shows
+    "&quot;" literally (a class called 'say "hi"' read 'say &quot;hi&quot;')."""
     value = str(text)
     if len(value) > limit:
         value = value[:limit] + "..."
-    return html.escape(value, quote=True)
+    return html.escape(value, quote=False)
 
 
 # ---------------------------------------------------------------------- session owner and URL

@@ -162,3 +162,10 @@ def test_a_made_up_session_token_in_a_link_is_refused_and_replaced(app_env):
     again = start_app({"session": at.session_state["owner"]})
     assert again.session_state["owner"] == at.session_state["owner"]
     assert not any("not known" in str(box.value) for box in again.info)
+
+
+def test_plotly_labels_escape_tags_but_show_quotes_as_quotes():
+    from pages import common
+
+    assert common.plotly_text('say "hi" <b>') == 'say "hi" &lt;b&gt;'
+    assert common.plotly_text("</script>&") == "&lt;/script&gt;&amp;"
