@@ -38,6 +38,9 @@ from typing import Callable
 import numpy as np
 
 from core import models
+# When a validation split is kept and when fine-tuning is a candidate live in core.config, which the
+# experiments' time estimate reads without loading Keras; training reads them here.
+from core.config import FEW_PER_CLASS, FINE_TUNE_MIN_PER_CLASS  # noqa: F401
 
 import keras
 from keras import layers
@@ -46,12 +49,6 @@ FEATURE_BLOCKS = (3, 4, 5)
 POOLING = "avg"
 STRENGTHS = (0.01, 0.1, 1.0)       # inverse regularization C of the logistic regression
 MAX_FOLDS = 5
-# Below this many pictures in the smallest class, a held-out validation split costs the final model too
-# much of its data: every picture trains it, and the metrics shown come from cross-validated predictions.
-FEW_PER_CLASS = 50
-# The fine-tune candidate (block 5 and a GAP head on cached block-4 output) needs enough pictures for its
-# held-out part to say anything; below this it is not tried.
-FINE_TUNE_MIN_PER_CLASS = 20
 FINE_TUNE_HOLDOUT = 0.2
 
 

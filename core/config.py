@@ -230,6 +230,13 @@ class TrainConfig:
         return self.recipe == "auto"
 
 
+# Recipe auto (core.auto). Below FEW_PER_CLASS pictures in the smallest class, a held-out validation split
+# costs the final model too much of its data: every picture trains it, and the metrics shown come from
+# cross-validated predictions. The fine-tune candidate (block 5 and a GAP head on cached block-4 output)
+# needs FINE_TUNE_MIN_PER_CLASS pictures a class for its held-out part to say anything.
+FEW_PER_CLASS = 50
+FINE_TUNE_MIN_PER_CLASS = 20
+
 # The largest learning rate that left pretrained blocks intact when they train (Adam or SGD) on the
 # demo data; at 1e-3 the unfrozen blocks' features were wrecked within an epoch (bench/results.md).
 FINE_TUNE_LEARNING_RATE = 1e-4

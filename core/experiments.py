@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from core import runs
-from core.config import AUTOENCODER_HEAD
+from core.config import AUTOENCODER_HEAD, FINE_TUNE_MIN_PER_CLASS
 
 KINDS = ("freeze-depth", "transfer-vs-scratch", "data-efficiency")
 KIND_TITLES = {
@@ -93,7 +93,6 @@ PROBE = "linear probe"
 CPU_MACS_PER_SECOND = 30e9
 SECONDS_PER_RUN = 8.0
 SECONDS_PER_PROBE = 3.0     # loading the weights and the cross-validated logistic regressions
-FINE_TUNE_MIN_PER_CLASS = 20  # core.auto's threshold for its fine-tune candidate (not imported: no Keras here)
 
 LogFn = Callable[[str], None]
 

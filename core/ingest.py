@@ -106,8 +106,8 @@ def from_folder(path, image_size: int, *, policy: str = "center_crop", limits: L
             continue
         if entry.is_symlink():
             skipped.append({"path": entry.name, "reason": LINK_REASON})
-        elif entry.is_dir() and class_name_problem(_clean_name(entry.name)):
-            skipped.append({"path": entry.name, "reason": class_name_problem(_clean_name(entry.name))})
+        elif entry.is_dir() and (problem := class_name_problem(_clean_name(entry.name))):
+            skipped.append({"path": entry.name, "reason": problem})
         elif entry.is_dir():
             class_name = _clean_name(entry.name)
             classes.add(class_name)
@@ -496,61 +496,51 @@ def _files_below(folder: str, prefix: str, *, limits: Limits, counted: int = 0) 
         def relative(name):
             return "/".join(part for part in (prefix, relative_dir, name) if part and part != ".")
 
-        kept_folders = []
-        for name in sorted(subfolders):
-            if _is_clutter(name):
-                continue
-            if os.path.islink(os.path.join(current, name)):
-                links.append(relative(name))
-            else:
-                kept_folders.append(name)
-        subfolders[:] = kept_folders
+        subfolders[:], linked_folders = _not_links(current, subfolders)
         entries += len(subfolders) + len(names)
         _check_entry_count(entries, limits, "folder")
-        for name in sorted(names):
-            if _is_clutter(name):
-                continue
-            if os.path.islink(os.path.join(current, name)):
-                links.append(relative(name))
-            else:
-                found.append(relative(name))
+        files, linked_files = _not_links(current, names)
+        links += [relative(name) for name in linked_folders + linked_files]
+        found += [relative(name) for name in files]
     return found, links, entries
+
+
+def _not_links(folder: str, names: list[str]) -> tuple[list[str], list[str]]:
+    """The non-clutter ``names`` in ``folder``, sorted, split into (not links, links)."""
+    kept, links = [], []
+    for name in sorted(names):
+        if not _is_clutter(name):
+            (links if os.path.islink(os.path.join(folder, name)) else kept).append(name)
+    return kept, links
 
 
 def _file_candidate(root: str, relative: str, class_name: str | None, limits: Limits) -> _Candidate:
     full_path = os.path.join(root, *relative.split("/"))
+    cap = limits.max_member_bytes
 
-    def read() -> bytes:
+    def read_start(count: int, check_size: bool) -> bytes:
+        """The file's first ``count`` bytes; a file over the cap (by its size) is skipped when ``check_size``."""
         _require_image_extension(relative)
         try:
             status = os.stat(full_path, follow_symlinks=False)
             if not stat.S_ISREG(status.st_mode):
                 # a named pipe or a device would block or never end: only regular files are read
                 raise _Skip("not a regular file")
-            size = status.st_size
-            if size > limits.max_member_bytes:
-                raise _Skip(_too_large_reason(size, limits.max_member_bytes))
+            if check_size and status.st_size > cap:
+                raise _Skip(_too_large_reason(status.st_size, cap))
             with open(full_path, "rb") as handle:
-                # Read one byte past the cap: a file that grew since stat() is still caught.
-                data = handle.read(limits.max_member_bytes + 1)
+                return handle.read(count)
         except OSError as error:
             raise _Skip(f"could not read file ({error.strerror or error})") from None
-        if len(data) > limits.max_member_bytes:
-            raise _Skip(_too_large_reason(len(data), limits.max_member_bytes))
+
+    def read() -> bytes:
+        # Read one byte past the cap: a file that grew since stat() is still caught.
+        data = read_start(cap + 1, check_size=True)
+        if len(data) > cap:
+            raise _Skip(_too_large_reason(len(data), cap))
         return data
 
-    def peek() -> bytes:
-        _require_image_extension(relative)
-        try:
-            status = os.stat(full_path, follow_symlinks=False)
-            if not stat.S_ISREG(status.st_mode):
-                raise _Skip("not a regular file")
-            with open(full_path, "rb") as handle:
-                return handle.read(_HEADER_BYTES)
-        except OSError as error:
-            raise _Skip(f"could not read file ({error.strerror or error})") from None
-
-    return _Candidate(relative, class_name, read, peek)
+    return _Candidate(relative, class_name, read, lambda: read_start(_HEADER_BYTES, check_size=False))
 
 
 def _require_image_extension(path: str) -> None:

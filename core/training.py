@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import auto, autoencoder, backend, ingest, models, runs
+from core import auto, autoencoder, backend, ingest, measured, models, runs
 from core.callbacks import (BestWeights, EventLogger, PhaseClock, RunFailed, StopOnNaN, StopOnRequest,
                             StopRequested)
 from core.config import FINE_TUNE_LEARNING_RATE, TrainConfig
@@ -676,9 +676,8 @@ class Trainer:
         self.writer.set_status(final_state, train_seconds=train_seconds, val_accuracy=metrics["accuracy"],
                                evaluation=outcome.evaluation, best_epoch=outcome.best_epoch,
                                feature_cache=outcome.feature_cache)
-        measured = {"validation_split": "validation accuracy", "cross_validation": "cross-validated accuracy",
-                    "held_out": "held-out accuracy"}[outcome.evaluation]
-        self.log(f"{final_state}: {measured} {metrics['accuracy']:.3f}, train_seconds {train_seconds}")
+        self.log(f"{final_state}: {measured.measure(outcome.evaluation).accuracy} {metrics['accuracy']:.3f}, "
+                 f"train_seconds {train_seconds}")
         return RunResult(str(self.run_dir), final_state, metrics["accuracy"], train_seconds)
 
 
