@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -186,3 +187,12 @@ def write_tree(root, files: list[tuple[str, bytes, str]], empty_folders=(EMPTY_C
     for folder in empty_folders:
         os.makedirs(os.path.join(root, folder), exist_ok=True)
     return root
+
+
+def zip_bytes(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip in memory holding ``members`` (name -> bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

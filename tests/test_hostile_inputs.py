@@ -1,21 +1,13 @@
 """Hostile and odd input at the command line and in core (issue 13): each gets its real problem named."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import badfiles
 from core import models
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def core(*args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+from test_cli import core
 
 
 def one_line(result) -> str:
@@ -57,11 +49,8 @@ def test_a_weights_path_that_is_a_folder_says_so(tmp_path):
 
 
 def _png(path: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((8, 8, 3), 120, dtype=np.uint8)).save(path)
+    path.write_bytes(badfiles.png((120, 120, 120), size=(8, 8)))
 
 
 def test_a_named_pipe_among_pictures_is_skipped_not_waited_for(tmp_path):
@@ -115,26 +104,8 @@ def test_a_folder_with_too_many_entries_is_refused_before_reading(tmp_path):
     assert "more than 20 entries" in str(caught.value)
 
 
-def _zip(members: dict) -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _png_bytes() -> bytes:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((8, 8, 3), 90, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return badfiles.png((90, 90, 90), size=(8, 8))
 
 
 @pytest.mark.parametrize("bad_name", ["x" * 300, "new\nline", "zero\u200bwidth", "\u200b", "   ", "tab\there"])
@@ -142,7 +113,7 @@ def test_zip_class_names_follow_the_upload_rules(bad_name):
     from core import ingest
 
     picture = _png_bytes()
-    dataset = ingest.from_zip(_zip({f"{bad_name}/a.png": picture, "cats/b.png": picture, "dogs/c.png": picture}), 8)
+    dataset = ingest.from_zip(badfiles.zip_bytes({f"{bad_name}/a.png": picture, "cats/b.png": picture, "dogs/c.png": picture}), 8)
     assert dataset.classes == ["cats", "dogs"] and len(dataset.images) == 2
     assert len(dataset.skipped) == 1 and "class name" in dataset.skipped[0]["reason"]
     with pytest.raises(ingest.DatasetError):
@@ -155,7 +126,7 @@ def test_a_failed_save_leaves_no_temporary_folder(tmp_path, monkeypatch):
 
     from core import ingest
 
-    dataset = ingest.from_zip(_zip({"cats/a.png": _png_bytes(), "dogs/b.png": _png_bytes()}), 8)
+    dataset = ingest.from_zip(badfiles.zip_bytes({"cats/a.png": _png_bytes(), "dogs/b.png": _png_bytes()}), 8)
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -195,7 +166,7 @@ def test_a_zip_of_huge_blank_pictures_is_refused_before_decoding(tmp_path, monke
     Image.fromarray(np.zeros((4000, 4000, 3), dtype=np.uint8)).save(buffer, format="PNG")  # 16 MP, ~50 KB
     blank = buffer.getvalue()
     members = {f"{'cats' if i % 2 else 'dogs'}/{i}.png": blank for i in range(60)}  # 960 MP in all
-    data = _zip(members)
+    data = badfiles.zip_bytes(members)
     assert len(data) < 5_000_000
     decoded = []
     real_load = ingest.load_image
@@ -208,7 +179,7 @@ def test_a_zip_of_huge_blank_pictures_is_refused_before_decoding(tmp_path, monke
     assert "megapixels" in message and "\n" not in message
     assert decoded == [], "pictures were decoded before the budget refused the zip"
     # within the budget the same pictures load
-    small = ingest.from_zip(_zip(dict(list(members.items())[:4])), 32, limits=ingest.Limits(max_total_pixels=200_000_000))
+    small = ingest.from_zip(badfiles.zip_bytes(dict(list(members.items())[:4])), 32, limits=ingest.Limits(max_total_pixels=200_000_000))
     assert len(small.images) == 4
 
 

@@ -7,19 +7,12 @@ import zipfile
 import pytest
 
 import badfiles
+from badfiles import zip_bytes
 from core import ingest
 from core.ingest import DatasetError, Limits
 
 SIZE = 8
 TINY_PNG = badfiles.png(size=(4, 4))
-
-
-def zip_bytes(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def patch_last_member(data: bytes, *, local_offset: int, central_offset: int, fmt: str, value) -> bytes:

@@ -122,6 +122,18 @@ def slider_to_start(page, label: str) -> None:
     wait_idle(page)
 
 
+def smallest_image_size(page, shown: str) -> None:
+    """Move the Model page's image size to its start (32 px) and wait until the settings say ``shown``."""
+    for attempt in range(3):  # on a busy machine a key press can land while the page still re-renders
+        slider_to_start(page, "Image size")
+        try:
+            page.get_by_text(shown).wait_for(timeout=20_000)
+            return
+        except sync_api.TimeoutError:
+            if attempt == 2:
+                raise
+
+
 def number(page, label: str, value: int) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
@@ -250,14 +262,7 @@ def test_the_three_experiment_charts_render(page, server):
     page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()
     wait_idle(page)
     page.get_by_text("weights none").first.wait_for()
-    for attempt in range(3):  # on a busy machine a key press can land while the page still re-renders
-        slider_to_start(page, "Image size")
-        try:
-            page.get_by_text(", 32 px").wait_for(timeout=20_000)
-            break
-        except sync_api.TimeoutError:
-            if attempt == 2:
-                raise
+    smallest_image_size(page, ", 32 px")
 
     go_to(page, "Experiments")
     for label, name, models_trained, charts in EXPERIMENTS:
@@ -342,14 +347,7 @@ def test_an_automatic_run_draws_its_leaderboard(page, server, tmp_path):
     page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()
     wait_idle(page)
     page.get_by_text("Automatic: VGG16 (weights none)").wait_for()
-    for attempt in range(3):  # on a busy machine a key press can land while the page still re-renders
-        slider_to_start(page, "Image size")
-        try:
-            page.get_by_text("chosen by cross-validation, 32 px").wait_for(timeout=20_000)
-            break
-        except sync_api.TimeoutError:
-            if attempt == 2:
-                raise
+    smallest_image_size(page, "chosen by cross-validation, 32 px")
 
     go_to(page, "Train")
     page.get_by_text("Settings (automatic):").wait_for()
