@@ -1,7 +1,8 @@
-"""Evaluate page: how one of this session's finished runs does on its validation pictures (without a
-validation split, on its cross-validated predictions) or on a labeled zip: the metrics, with the accuracy
-named as it was measured, a confusion matrix whose cells open the pictures behind them, per-class bars, a
-2-D map of the model's features, and a Grad-CAM gallery. Evaluations are cached by run and model file."""
+"""Evaluate page: how one of this session's trained models (a finished run, or a stopped one with the best
+epoch it kept) does on its validation pictures (without a validation split, on its cross-validated
+predictions) or on a labeled zip: the metrics, with the accuracy named as it was measured, a confusion matrix
+whose cells open the pictures behind them, per-class bars, a 2-D map of the model's features, and a Grad-CAM
+gallery. Evaluations are cached by run and model file."""
 import hashlib
 from pathlib import Path
 
@@ -14,57 +15,6 @@ GALLERY = 8          # Grad-CAM pictures in the gallery
 CELL_LIMIT = 24      # pictures shown for one confusion-matrix cell
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
            "#bab0ac"]
-
-
-# Core errors whose messages are written for the user; common.explain does not know them (yet), so
-# they are shown as they are rather than as "something went wrong".
-CORE_USER_ERRORS = {"EvaluationError", "RunFilesError", "ModelFileError", "UntrustedModelError", "ExportError",
-                    "ImageError"}
-
-
-def show_error(error: Exception) -> None:
-    if type(error).__module__.startswith("core.") and type(error).__name__ in CORE_USER_ERRORS:
-        message = str(error)
-        st.error(common.plain(message[:1].upper() + message[1:], 600))
-    else:
-        common.show_error(error)
-
-
-def guarded(body) -> None:
-    """common.run_page, with the core's own plain-words messages shown as they are."""
-    try:
-        body()
-    except Exception as error:  # noqa: BLE001 - no page ever shows a traceback
-        show_error(error)
-
-
-# ---------------------------------------------------------------------- the run (as on the Predict page)
-
-def finished_runs() -> list[dict]:
-    return [row for row in common.my_runs()
-            if row["status"].get("state") == "done" and (Path(row["path"]) / "model.keras").is_file()]
-
-
-def pick_run(key: str) -> dict | None:
-    rows = finished_runs()
-    if not rows:
-        st.info("No finished run yet. Train a model on the **Train** page (or the **Autoencoder** page); when it "
-                "is done, its evaluation shows here.")
-        st.page_link("pages/3_train.py", label="Go to Train", icon=":material/monitoring:")
-        return None
-    by_id = {row["id"]: row for row in rows}
-    ids = list(by_id)
-    current = common.current_run()
-    chosen = st.selectbox("Run (one of your finished runs)", ids, index=ids.index(current) if current in ids else 0,
-                          key=key, format_func=lambda run_id: common.run_label(by_id[run_id]),
-                          on_change=lambda: common.set_current_run(st.session_state[key]))
-    if common.run_status() is None:  # no current run (a fresh tab): the run shown here becomes it
-        common.set_current_run(chosen)
-    return by_id[chosen]
-
-
-def model_stamp(row: dict) -> int:
-    return (Path(row["path"]) / "model.keras").stat().st_mtime_ns
 
 
 # ---------------------------------------------------------------------- cached core calls
@@ -238,7 +188,7 @@ def gallery_section(row: dict, result: dict, dataset, digest: str | None) -> Non
     if not indices:
         return
     with st.spinner("Drawing Grad-CAM for the gallery..."):
-        overlays = gradcam_gallery(row["path"], model_stamp(row), digest, indices, dataset)
+        overlays = gradcam_gallery(row["path"], common.model_stamp(row), digest, indices, dataset)
     captions = []
     for index in indices:
         item = predictions[index]
@@ -279,14 +229,15 @@ def data_choice(row: dict) -> tuple[str | None, bytes | None]:
 
 def main() -> None:
     st.title("Evaluate")
-    row = pick_run("evaluate_run")
+    row = common.pick_model_run("evaluate_run", "Run (one of your trained models)",
+                                "its evaluation shows here.")
     if row is None:
         return
     digest, data = data_choice(row)
     if digest == "":
         return
     with st.spinner("Evaluating the model..."):
-        result, dataset = evaluation(row["path"], model_stamp(row), digest, data)
+        result, dataset = evaluation(row["path"], common.model_stamp(row), digest, data)
     metrics_row(result)
     left, right = st.columns([1, 1])
     with left:
@@ -298,7 +249,10 @@ def main() -> None:
                         key="feature_map")
         st.caption("Each dot is a picture, coloured by its true class; an x marks a mistake. Classes that sit apart "
                    "are easy for the model; mixed clouds are where it gets confused.")
-    guarded(lambda: gallery_section(row, result, dataset, digest))
+    try:  # the metrics above stay useful without the gallery
+        gallery_section(row, result, dataset, digest)
+    except Exception as error:  # noqa: BLE001
+        common.show_error(error)
 
 
-guarded(main)
+common.run_page(main)

@@ -1,70 +1,14 @@
-"""Predict page: pictures in (upload one or many, or the camera), the model's top classes out as
-bars, Grad-CAM and the nearest training pictures to say why, a batch table as CSV, and the model
+"""Predict page: pictures in (upload one or many, or the camera), the model's classes out as bars (every
+class, up to 10), Grad-CAM and the nearest training pictures to say why, a batch table as CSV, and the model
 bundle and HTML report to take away. Bad files are warned about by name; the rest still predict."""
-from pathlib import Path
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import runs
 from pages import common
 
-MAX_TOP_K = 5
+MAX_CLASSES_SHOWN = 10   # every class of a small model; the 10 likeliest of a bigger one
 NEAREST = 5
-
-
-# Core errors whose messages are written for the user; common.explain does not know them (yet), so
-# they are shown as they are rather than as "something went wrong".
-CORE_USER_ERRORS = {"EvaluationError", "RunFilesError", "ModelFileError", "UntrustedModelError", "ExportError",
-                    "ImageError"}
-
-
-def show_error(error: Exception) -> None:
-    if type(error).__module__.startswith("core.") and type(error).__name__ in CORE_USER_ERRORS:
-        message = str(error)
-        st.error(common.plain(message[:1].upper() + message[1:], 600))
-    else:
-        common.show_error(error)
-
-
-def guarded(body) -> None:
-    """common.run_page, with the core's own plain-words messages shown as they are."""
-    try:
-        body()
-    except Exception as error:  # noqa: BLE001 - no page ever shows a traceback
-        show_error(error)
-
-
-# ---------------------------------------------------------------------- the run
-
-def finished_runs() -> list[dict]:
-    return [row for row in common.my_runs()
-            if row["status"].get("state") == "done" and (Path(row["path"]) / "model.keras").is_file()]
-
-
-def pick_run(key: str) -> dict | None:
-    """One of this session's finished runs (the current run when it is one); None, with guidance, if none."""
-    rows = finished_runs()
-    if not rows:
-        st.info("No finished run yet. Train a model on the **Train** page (or the **Autoencoder** page); when it "
-                "is done, come back here to try it on your own pictures.")
-        st.page_link("pages/3_train.py", label="Go to Train", icon=":material/monitoring:")
-        return None
-    by_id = {row["id"]: row for row in rows}
-    ids = list(by_id)
-    current = common.current_run()
-    chosen = st.selectbox("Model (one of your finished runs)", ids, index=ids.index(current) if current in ids else 0,
-                          key=key, format_func=lambda run_id: common.run_label(by_id[run_id]),
-                          on_change=lambda: common.set_current_run(st.session_state[key]))
-    if common.run_status() is None:  # no current run (a fresh tab): the run shown here becomes it
-        common.set_current_run(chosen)
-    return by_id[chosen]
-
-
-def model_stamp(row: dict) -> int:
-    """Changes whenever the run's model file does, so cached answers never outlive a retrained model."""
-    return (Path(row["path"]) / "model.keras").stat().st_mtime_ns
 
 
 # ---------------------------------------------------------------------- cached core calls
@@ -128,7 +72,7 @@ def picture_inputs() -> list[tuple[str, bytes]]:
 
 
 def show_predictions(row: dict, pictures: list[tuple[str, bytes]], top_k: int) -> None:
-    run_dir, stamp = row["path"], model_stamp(row)
+    run_dir, stamp = row["path"], common.model_stamp(row)
     with st.spinner("Predicting..."):
         rows = predictions(run_dir, stamp, tuple(pictures), top_k)
     bad = [r for r in rows if "error" in r]
@@ -158,9 +102,9 @@ def explain_section(row: dict, good: list[tuple[dict, bytes]]) -> None:
     result, data = good[index]
     with st.spinner("Computing Grad-CAM and the nearest training pictures..."):
         try:
-            why = explanation(row["path"], model_stamp(row), data, NEAREST)
+            why = explanation(row["path"], common.model_stamp(row), data, NEAREST)
         except Exception as error:  # noqa: BLE001 - the predictions above stay useful without it
-            show_error(error)
+            common.show_error(error)
             return
     left, right, _ = st.columns([1, 1, 2])
     left.image(why["image"], caption="What the model sees (resized as in training)", width="stretch")
@@ -200,13 +144,16 @@ def batch_table(rows: list[dict]) -> None:
 
 def downloads(row: dict) -> None:
     st.subheader("Take the model with you")
-    run_dir, stamp = row["path"], model_stamp(row)
+    run_dir, stamp = row["path"], common.model_stamp(row)
     left, right = st.columns(2)
     with left:
         st.caption("The model (model.keras), its class names (labels.json) and its settings, as one zip.")
-        guarded(lambda: st.download_button(
-            "Download the model bundle (zip)", bundle(run_dir, stamp), file_name=f"model-{row['id']}.zip",
-            mime="application/zip", key="download_bundle", icon=":material/deployed_code:", on_click="ignore"))
+        try:
+            st.download_button("Download the model bundle (zip)", bundle(run_dir, stamp),
+                               file_name=f"model-{row['id']}.zip", mime="application/zip", key="download_bundle",
+                               icon=":material/deployed_code:", on_click="ignore")
+        except Exception as error:  # noqa: BLE001 - the report beside it may still work
+            common.show_error(error)
     with right:
         st.caption("One HTML file with the settings, curves, confusion matrix and examples; it opens offline.")
         ready = st.session_state.setdefault("_reports_built", set())
@@ -218,7 +165,7 @@ def downloads(row: dict) -> None:
                         ready.add((run_dir, stamp))
                         st.rerun()  # the download button takes the build button's place
                     except Exception as error:  # noqa: BLE001
-                        show_error(error)
+                        common.show_error(error)
         if (run_dir, stamp) in ready:
             st.download_button("Download the HTML report", report(run_dir, stamp), file_name=f"report-{row['id']}.html",
                                mime="text/html", key="download_report", icon=":material/download:",
@@ -227,19 +174,17 @@ def downloads(row: dict) -> None:
 
 def main() -> None:
     st.title("Predict")
-    row = pick_run("predict_run")
+    row = common.pick_model_run("predict_run", "Model (one of your trained models)",
+                                "come back here to try it on your own pictures.")
     if row is None:
         return
-    n_classes = len(runs.read_json(Path(row["path"]) / "labels.json", []) or []) or MAX_TOP_K
     pictures = picture_inputs()
-    top_k = st.slider("Top classes to show", 1, max(2, min(MAX_TOP_K, n_classes)), min(3, n_classes),
-                      key="predict_top_k")
     if pictures:
-        show_predictions(row, pictures, top_k)
+        show_predictions(row, pictures, MAX_CLASSES_SHOWN)  # core clips it to the model's classes
     else:
         st.caption("Upload pictures (or turn on the camera) to see what the model thinks they are.")
     st.divider()
     downloads(row)
 
 
-guarded(main)
+common.run_page(main)

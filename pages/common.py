@@ -738,3 +738,49 @@ def sidebar() -> None:
             st.markdown(f"`{run_id}`  \n{plain(describe_state(status), 200)}")
         else:
             st.markdown("None yet: start one on the **Train** page.")
+
+
+# ---------------------------------------------------------------------- runs that kept a model (Evaluate, Predict)
+
+MODEL_STATES = ("done", "stopped")   # a stopped run keeps its best epoch's model, as a finished one does
+
+
+def runs_with_model() -> list[dict]:
+    """This session's runs that have a model to use, newest first: finished ones, and stopped ones that
+    had trained far enough to save theirs (rows of ``my_runs``)."""
+    return [row for row in my_runs()
+            if row["status"].get("state") in MODEL_STATES and (Path(row["path"]) / "model.keras").is_file()]
+
+
+def model_run_label(row: dict) -> str:
+    """``run_label``, with a stopped run said to be stopped (its model is the best epoch before the stop)."""
+    label = run_label(row)
+    if row["status"].get("state") == "stopped":
+        label += ", stopped early (its best epoch kept)"
+    return label
+
+
+def model_stamp(row: dict) -> int:
+    """Changes whenever the run's model file does, so cached answers never outlive a retrained model."""
+    return (Path(row["path"]) / "model.keras").stat().st_mtime_ns
+
+
+def pick_model_run(key: str, label: str, when_none: str) -> dict | None:
+    """The run picker of the pages that use a trained model: one of ``runs_with_model`` (the current run
+    when it is one), which becomes the current run when picked. With none, ``when_none`` (Markdown: what
+    the page will do once there is a model) and a link to the Train page; returns None."""
+    rows = runs_with_model()
+    if not rows:
+        st.info("No trained model yet. Train one on the **Train** page (or the **Autoencoder** page); when it "
+                f"has finished, or was stopped after an epoch, {when_none}")
+        st.page_link("pages/3_train.py", label="Go to Train", icon=":material/monitoring:")
+        return None
+    by_id = {row["id"]: row for row in rows}
+    ids = list(by_id)
+    current = current_run()
+    chosen = st.selectbox(label, ids, index=ids.index(current) if current in ids else 0, key=key,
+                          format_func=lambda run_id: model_run_label(by_id[run_id]),
+                          on_change=lambda: set_current_run(st.session_state[key]))
+    if run_status() is None:  # no current run (a fresh tab): the run shown here becomes it
+        set_current_run(chosen)
+    return by_id[chosen]

@@ -4,14 +4,24 @@ import json
 import zipfile
 
 from app_helpers import assert_no_exception, plotly_specs, shown_text, start_app
-from test_app_predict import (HOSTILE_CLASS, OWNER, assert_shown_as_text, open_page,
-                              finished_run, trained_run)  # noqa: F401 (fixtures)
+from test_app_predict import (HOSTILE_CLASS, OWNER, RUN_ID, add_stopped_run_without_model, assert_shown_as_text,
+                              open_page, stop_run, finished_run, trained_run)  # noqa: F401 (fixtures)
 
 
-def test_evaluate_without_a_finished_run_says_to_train_first(isolated_workspace):
+def test_evaluate_without_a_trained_model_says_to_train_first(isolated_workspace):
     at = start_app({"session": OWNER}, page="pages/5_evaluate.py")
-    assert "No finished run yet" in shown_text(at)
+    assert "No trained model yet" in shown_text(at)
     assert not at.error
+
+
+def test_a_stopped_run_that_kept_its_model_is_offered_and_evaluated(finished_run, isolated_workspace):
+    stop_run(finished_run)
+    add_stopped_run_without_model(isolated_workspace)  # nothing to evaluate: not offered
+    at = open_page("pages/5_evaluate.py", run_id=None)
+    [offered] = at.selectbox(key="evaluate_run").options
+    assert offered.startswith(RUN_ID) and "stopped" in offered, offered
+    assert not at.error, [e.value for e in at.error]
+    assert int({m.label: m.value for m in at.metric}["Pictures evaluated"]) > 0
 
 
 def test_evaluate_shows_accuracy_confusion_matrix_and_cell_pictures(finished_run):

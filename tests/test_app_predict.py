@@ -69,6 +69,26 @@ def open_page(page: str, run_id: str | None = RUN_ID):
     return start_app(query, page=page)
 
 
+def stop_run(run: dict) -> None:
+    """Make the linked run a stopped one, as a Stop during training leaves it: state "stopped", its best
+    epoch's model kept (the status file is a link to the shared run: replace it, never write through it)."""
+    status_file = run["path"] / "status.json"
+    status = json.loads(status_file.read_text())
+    status_file.unlink()
+    status_file.write_text(json.dumps({**status, "state": "stopped"}))
+
+
+def add_stopped_run_without_model(workspace: Path) -> str:
+    """A run of OWNER stopped before it had a model (stopped while its pictures were loading)."""
+    run_id = "20260101-000100-nomodel001"
+    run_dir = workspace / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "status.json").write_text(json.dumps({"state": "stopped"}))
+    (run_dir / "config.json").write_text(json.dumps({"model": "vgg16", "recipe": "auto"}))
+    (run_dir / "job.json").write_text(json.dumps({"owner": OWNER, "data": "", "submitted": 0}))
+    return run_id
+
+
 def demo_picture(data_dir: Path) -> tuple[str, bytes]:
     path = sorted(Path(data_dir).rglob("*.png"))[0]
     return path.name, path.read_bytes()
@@ -88,22 +108,22 @@ def png_bytes(colour, size=40) -> bytes:
     return buffer.getvalue()
 
 
-def test_predict_without_a_finished_run_says_to_train_first(isolated_workspace):
+def test_predict_without_a_trained_model_says_to_train_first(isolated_workspace):
     at = start_app({"session": OWNER}, page="pages/6_predict.py")
-    assert "No finished run yet" in shown_text(at)
+    assert "No trained model yet" in shown_text(at)
     assert not at.error
 
 
 def test_uploaded_picture_shows_probability_bars(finished_run):
+    """Every class of a model with up to 10 gets its bar (the top 3 of 4 hid one)."""
     at = open_page("pages/6_predict.py")
     name, data = demo_picture(finished_run["data"])
-    at.slider(key="predict_top_k").set_value(4)  # every class, the hostile name included
     at.file_uploader(key="predict_files").set_value((name, data, "image/png"))
     at.run()
     assert_no_exception(at)
     classes = json.loads((finished_run["path"] / "labels.json").read_text())
     bars = plotly_specs(at)["bars::0"]["data"][0]
-    assert len(bars["y"]) == len(classes) == 4
+    assert len(bars["y"]) == len(classes) == 4  # every class, the hostile name included
     assert set(bars["y"]) == {html.escape(name) for name in classes}  # the labels, as text
     assert all(0.0 <= value <= 1.0 for value in bars["x"])
     assert all(text.endswith("%") for text in bars["text"])  # the numbers are on the bars
@@ -134,3 +154,16 @@ def test_broken_file_is_a_warning_and_the_others_are_still_predicted(finished_ru
     assert table["problem"][1] and not table["problem"][0]
     assert at.download_button(key="download_csv")
     assert_shown_as_text(at)
+
+
+def test_a_stopped_run_that_kept_its_model_is_offered_and_predicts(finished_run, isolated_workspace):
+    stop_run(finished_run)
+    add_stopped_run_without_model(isolated_workspace)  # nothing to predict with: not offered
+    at = open_page("pages/6_predict.py", run_id=None)
+    [offered] = at.selectbox(key="predict_run").options  # the run without a model is not
+    assert offered.startswith(RUN_ID) and "stopped" in offered, offered
+    name, data = demo_picture(finished_run["data"])
+    at.file_uploader(key="predict_files").set_value((name, data, "image/png")).run()
+    assert_no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert "bars::0" in plotly_specs(at)
