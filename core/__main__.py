@@ -1,4 +1,4 @@
-"""Command line: python -m core {demo-data,train,evaluate,predict,experiment,report,export}.
+"""Command line: python -m core {demo-data,train,evaluate,predict,experiment,report,export,fetch-weights}.
 
 Bad arguments exit 2 with a one-line message; a failed run exits 1 with its plain-words error.
 Progress goes to stderr, results (JSON) to stdout.
@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--format", choices=("bundle", "savedmodel", "tflite"), default="bundle")
     export.add_argument("--out", required=True)
+
+    fetch = commands.add_parser("fetch-weights", help="put the ImageNet VGG16 (no top) weights into Keras's cache: "
+                                "download them, or install a copy --from a file (for an offline server)")
+    fetch.add_argument("--from", dest="source", metavar="FILE",
+                       help="a VGG16 no-top weights file (.h5 or .weights.h5) to install instead of downloading")
     return parser
 
 
@@ -232,8 +237,49 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_fetch_weights(args) -> int:
+    from core import weights
+
+    if args.source is None:
+        if weights.usable(weights.cache_path()):
+            _say("the ImageNet VGG16 weights are already in Keras's cache")
+        elif not weights.can_download():
+            raise weights.WeightsError(
+                "cannot download the ImageNet VGG16 weights: this machine cannot reach the internet. On a machine "
+                "that can, run `python -m core fetch-weights` and copy the file it prints to this one; then run "
+                "`python -m core fetch-weights --from FILE` here")
+        else:
+            weights.download(progress=_download_progress())
+            _say("downloaded the ImageNet VGG16 weights into Keras's cache")
+        print(weights.cache_path())
+        return 0
+    source = Path(args.source)
+    if source.is_dir():
+        raise UsageError(f"--from {args.source} is a folder: give a VGG16 no-top weights file (.h5 or .weights.h5)")
+    if not source.is_file():
+        raise UsageError(f"--from file not found: {args.source}")
+    installed = weights.install(source)
+    _say("installed: runs with weights 'imagenet' now load this file, without a download")
+    print(installed)
+    return 0
+
+
+def _download_progress():
+    """Progress of a download on stderr, a line every tenth once bytes arrive."""
+    shown = {"tenth": 0}
+
+    def report(fraction: float, message: str) -> None:
+        tenth = int(fraction * 10)
+        if tenth > shown["tenth"]:
+            shown["tenth"] = tenth
+            _say(f"{message}: {fraction:.0%}")
+
+    return report
+
+
 COMMANDS = {"demo-data": cmd_demo_data, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "experiment": cmd_experiment, "report": cmd_report, "export": cmd_export}
+            "experiment": cmd_experiment, "report": cmd_report, "export": cmd_export,
+            "fetch-weights": cmd_fetch_weights}
 
 
 def _import_keras_quietly() -> None:

@@ -6,10 +6,7 @@ model, so a raw image predicts the same through training, the CLI, the app and a
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,59 +141,13 @@ def freeze_summary(freeze_depth: int, image_size: int, n_classes: int, head: str
 def load_vgg16_base(image_size: int, weights: str = "imagenet", progress: ProgressFn | None = None):
     """keras.applications.VGG16 without its top, with weights "imagenet", "none" or a file path.
 
-    "imagenet" uses Keras's own download and cache (~/.keras/models). Offline, it fails with a
-    WeightsError that says where the file goes and what else to choose.
+    "imagenet" loads Keras's cache (~/.keras/models), else the server's $TRANSFER_STUDIO_WEIGHTS file, else
+    downloads through Keras; where they come from is core.weights' concern. A WeightsError says in plain
+    words what to choose instead.
     """
-    shape = (image_size, image_size, 3)
-    if weights == "none":
-        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
-    if weights == "imagenet":
-        return _load_imagenet(shape, progress)
-    path = Path(weights).expanduser()
-    if path.is_dir():
-        raise WeightsError(f"the weights path {weights} is a folder: give the path of a VGG16 (no top) weights "
-                           "file inside it, or choose weights 'imagenet' or 'none'")
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {weights}. Choose weights 'imagenet', 'none', "
-                           "or the path of a VGG16 (no top) weights file")
-    try:
-        return keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
-    except Exception as error:  # a wrong or corrupt file: say so instead of a loader traceback
-        raise WeightsError(f"could not load VGG16 weights from {weights}: {error}. The file must hold "
-                           "VGG16 conv weights without the top (include_top=False)") from error
+    from core import weights as weight_sources  # it imports this module
 
-
-def _load_imagenet(shape, progress: ProgressFn | None):
-    cache = imagenet_cache_path()
-    done = threading.Event()
-
-    def watch_download():
-        # Keras's get_file writes straight into the cache path; its size is the progress.
-        while not done.wait(0.5):
-            if cache.exists() and progress:
-                progress(min(cache.stat().st_size / IMAGENET_NOTOP_BYTES, 0.99),
-                         "downloading ImageNet VGG16 weights (58 MB, once)")
-
-    watcher = None
-    if progress and not cache.exists():
-        progress(0.0, "downloading ImageNet VGG16 weights (58 MB, once)")
-        watcher = threading.Thread(target=watch_download, daemon=True)
-        watcher.start()
-    try:
-        # Keras prints its download bar on stdout, which the CLI keeps for results.
-        with contextlib.redirect_stdout(sys.stderr):
-            model = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
-    except Exception as error:
-        raise WeightsError(
-            "could not download the ImageNet VGG16 weights (no internet connection?). Either put the "
-            f"file {IMAGENET_NOTOP_FILE} into {cache.parent}/ (copy it from a machine that has it), "
-            "or choose weights 'none' (random start, learns slowly) or the path of a VGG16 weights file."
-            f" Detail: {str(error)[:200]}") from error
-    finally:
-        done.set()
-    if progress:
-        progress(1.0, "ImageNet VGG16 weights ready")
-    return model
+    return weight_sources.load_base(image_size, weights, progress)
 
 
 def vgg16_layer_block(layer_name: str) -> int | None:
