@@ -4,22 +4,20 @@ counts and the feature-cache cut), the head, the optimizer and learning rate (wi
 the rest of the training settings. Settings live in st.session_state["config"]; the manual ones stay
 there while Automatic is chosen, so switching back finds them as they were."""
 import math
-import secrets
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import auto, models, runs
+from core import auto, models
 from core import config as cfg_module
 from core.config import TrainConfig
-from pages import common
+from pages import common, weights_panel
 
 KEY = "cfg::"  # widget keys: cfg::<field>
 DEFAULTS = TrainConfig()  # widget fallbacks are the config's own defaults
 # 1e-6 .. 1, 10 steps per decade: the range test scans up to 1, and the config allows up to 1
 LR_GRID = sorted({float(f"{10 ** (k / 10):.2g}") for k in range(-60, 1)})
 IMAGE_SIZES = list(range(32, 225, 16))
-WEIGHTS_LABELS = {"imagenet": "ImageNet (pretrained)", "none": "None (random start)", "file": "A weights file"}
 HEAD_LABELS = {"gap": "Global average pooling + softmax (small, fast)",
                "seed": "Flatten + Dense 1024 + softmax (the seed recipe)",
                "svm": "SVM on frozen features", "random_forest": "Random forest on frozen features"}
@@ -53,12 +51,7 @@ def setting(field: str, initial) -> dict:
 
 def store_setting(field: str) -> None:
     value = st.session_state[KEY + field]
-    values = common.config()
-    if field == "weights_choice":
-        if value in ("imagenet", "none"):
-            values["weights"] = value
-    else:
-        values[field] = value
+    common.config()[field] = value
 
 
 def reset_widgets() -> None:
@@ -183,40 +176,6 @@ def architecture_section(values: dict, n_classes: int) -> None:
         cache.metric("Feature cache", "off", help="nothing is frozen, so there is nothing to cache")
     if values["head"] in cfg_module.CLASSICAL_HEADS:
         st.info("The SVM and random-forest heads always use the fully frozen network (freeze depth 5).")
-
-
-def weights_section(values: dict) -> None:
-    st.subheader("Weights")
-    current = values.get("weights", DEFAULTS.weights)
-    choice_widget = setting("weights_choice", current if current in ("imagenet", "none") else "file")
-    choice = st.radio("Start from", list(WEIGHTS_LABELS), **choice_widget, horizontal=True,
-                      format_func=WEIGHTS_LABELS.get)
-    if choice in ("imagenet", "none"):
-        values["weights"] = choice
-    if choice == "imagenet" and not models.imagenet_cache_path().exists():
-        st.info("The ImageNet weights are not on this server yet: when training starts, the server will try to "
-                "download them once (58 MB). Offline, that fails: then copy the file "
-                f"`{models.IMAGENET_NOTOP_FILE}` into `{models.imagenet_cache_path().parent}` on the server, "
-                "upload a weights file here, or choose **None (random start)**.")
-    if choice == "none":
-        st.caption("A random start learns slowly and needs many pictures; fine for trying the app.")
-    if choice == "file":
-        upload = st.file_uploader("VGG16 weights without the top (.h5 / .weights.h5)", type=["h5"],
-                                  key="weights_upload")
-        if upload is not None and st.button("Use this weights file", key="use_weights"):
-            stem = "".join(ch for ch in upload.name.rsplit(".", 1)[0] if ch.isalnum() or ch in "-_")[:40] or "weights"
-            suffix = ".weights.h5" if upload.name.endswith(".weights.h5") else ".h5"
-            folder = runs.workspace() / "weights" / common.owner()
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{secrets.token_hex(4)}-{stem.removesuffix('.weights')}{suffix}"
-            runs.write_bytes_atomic(path, upload.getvalue())
-            values["weights"] = str(path)
-            st.success("Saved on the server; runs will load it (a wrong file fails the run with a clear message).")
-        if values.get("weights") not in ("imagenet", "none"):
-            st.caption(f"Using the uploaded file {common.plain(str(values['weights']).rsplit('/', 1)[-1])}.")
-        else:
-            st.warning("Upload a weights file and press **Use this weights file**; until then runs start from "
-                       f"{WEIGHTS_LABELS[values.get('weights', DEFAULTS.weights)]}.")
 
 
 def optimizer_section(values: dict) -> None:
@@ -350,12 +309,13 @@ def lr_finder_section(values: dict) -> None:
 
 def main() -> None:
     st.title("Model")
+    weights_panel.restore()  # after a reload or on a deep link: the settings this session kept
     values = common.config()
     info = common.current_dataset()
     n_classes = max(2, len(info["classes"])) if info else 4
     st.caption("Choose what to train. Every change is kept for the Train page.")
     recipe = recipe_section(values)
-    weights_section(values)
+    weights_panel.section()
     if recipe == "auto":
         auto_settings_section(values)
     else:
@@ -366,6 +326,7 @@ def main() -> None:
         if advice:
             st.warning(advice)
     st.session_state["config"] = values
+    weights_panel.remember()
     _, problems = common.validate_config(values)
     if problems:
         common.show_config_problems(problems)

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import leaderboard, measured, runs
 from pages import common
+from pages import weights_panel
 
 POLL_SECONDS = 1.0
 ACTIVE = ("queued", "running")
@@ -237,6 +238,7 @@ def runs_table() -> None:
 
 def main() -> None:
     st.title("Train")
+    weights_panel.notice()  # the weights are there, or the other choices in place (before Start)
     controls()
     run_id = common.current_run()
     if run_id:

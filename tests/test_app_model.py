@@ -1,10 +1,13 @@
 """The Model page: Automatic and Manual training, the freeze-depth diagram, the settings kept in session
-state, the seed preset, the ImageNet notice and the learning-rate finder, driven through AppTest."""
+state, the seed preset, the weights before Start, settings kept over a reload and the learning-rate finder, driven through AppTest."""
 import math
+from pathlib import Path
 
+import pytest
 from app_helpers import app_env, assert_no_exception, load_demo, plotly_specs, shown_text, start_app  # noqa: F401
 
 MODEL = "pages/2_model.py"
+TRAIN = "pages/3_train.py"
 
 
 def metric(at, label):
@@ -154,13 +157,133 @@ def test_seed_preset_sets_the_seed_recipe(app_env):
     assert at.selectbox(key="cfg::head").value == "seed"
 
 
-def test_imagenet_without_the_cached_file_says_it_will_download(app_env, monkeypatch, tmp_path):
-    from core import models
+@pytest.fixture
+def no_cached_weights(monkeypatch, tmp_path):
+    """An empty Keras cache (HOME is a fresh folder), no server weights file, and the network's answer
+    chosen by the test: ``offline()`` or ``online()`` replace only the probe of Keras's weights host."""
+    from core import weights
 
-    monkeypatch.setattr(models, "imagenet_cache_path", lambda: tmp_path / "nothing-here.h5")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(weights.SERVER_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(weights, "_probe", {"time": 0.0, "result": False})
+
+    def answer(reachable: bool):
+        def reach(timeout):  # the network, mocked: everything else is real
+            if not reachable:
+                raise OSError(-2, "Name or service not known")
+            return True
+        monkeypatch.setattr(weights, "_reach_host", reach)
+
+    return answer
+
+
+def assert_no_server_detail(text: str) -> None:
+    for leak in ("/", "Errno", "googleapis", ".keras", "Name or service"):
+        assert leak not in text, (leak, text)
+
+
+def page_text_without_escapes(at) -> str:
+    return shown_text(at).replace("\\", "")
+
+
+def test_offline_the_model_and_train_pages_say_so_before_start_and_offer_random_weights(app_env, no_cached_weights):
+    no_cached_weights(False)
     at = start_app(page=MODEL)
-    text = shown_text(at)
-    assert "58 MB" in text and "None (random start)" in text
+    text = page_text_without_escapes(at)
+    assert "The ImageNet weights are not on this server, and it cannot download them" in text
+    assert "python -m core fetch-weights" in text
+    assert_no_server_detail(" ".join(str(w.value) for w in at.warning))
+    at.switch_page(TRAIN).run()
+    assert_no_exception(at)
+    warning = " ".join(str(w.value) for w in at.warning)
+    assert "cannot download them" in warning and "Choose here how to start instead" in warning
+    assert_no_server_detail(warning)
+    assert at.file_uploader(key="weights_upload_train") is not None
+    at.button(key="weights_random").click().run()
+    assert_no_exception(at)
+    assert at.session_state["config"]["weights"] == "none"
+    assert "Weights: Random start" in shown_text(at) and "cannot download" not in shown_text(at)
+    assert "weights none" in shown_text(at)  # the settings line above Start follows
+    at.switch_page(MODEL).run()
+    assert at.radio(key="cfg::weights_choice").value == "none"
+
+
+def test_online_the_page_says_the_weights_download_at_start(app_env, no_cached_weights):
+    no_cached_weights(True)
+    text = page_text_without_escapes(start_app(page=MODEL))
+    assert "they download once (58 MB) when training starts" in text
+
+
+def test_the_servers_weights_file_is_named_in_words_not_by_its_path(app_env, no_cached_weights, monkeypatch,
+                                                                    pretrained_weights):
+    from core import weights
+
+    no_cached_weights(False)
+    monkeypatch.setenv(weights.SERVER_WEIGHTS_ENV, pretrained_weights)
+    at = start_app(page=MODEL)
+    assert "The ImageNet choice uses the server's VGG16 weights file, which is ready." in page_text_without_escapes(at)
+    assert "cannot download" not in shown_text(at)
+    assert "vgg16" not in shown_text(at).replace("VGG16", "")  # neither the file's name nor its folder
+    at.switch_page(TRAIN).run()
+    assert "Weights: The ImageNet choice uses the server's VGG16 weights file" in page_text_without_escapes(at)
+
+
+def upload_weights(at, data: bytes, name: str = "my_vgg16.weights.h5"):
+    at.file_uploader(key="weights_upload_model").set_value((name, data, "application/octet-stream")).run()
+    assert_no_exception(at)
+    return at
+
+
+def test_the_weights_choice_never_changes_silently(app_env, no_cached_weights, pretrained_weights):
+    no_cached_weights(False)
+    at = start_app(page=MODEL)
+    at.radio(key="cfg::weights_choice").set_value("file").run()
+    # a file chosen but none uploaded: nothing may start from other weights than the radio shows
+    assert at.session_state["config"]["weights"] == ""
+    assert "You chose a weights file, but none is uploaded yet" in shown_text(at)
+    assert not at.success or "These settings are valid" not in " ".join(str(s.value) for s in at.success)
+    upload_weights(at, b"not weights at all", "mine.h5")
+    assert "could not load mine.h5" in page_text_without_escapes(at)
+    assert at.session_state["config"]["weights"] == ""
+    upload_weights(at, Path(pretrained_weights).read_bytes())
+    path = at.session_state["config"]["weights"]
+    assert path.endswith("my_vgg16.weights.h5") and Path(path).is_file()
+    assert "Using your uploaded file my_vgg16.weights.h5" in page_text_without_escapes(at).replace("**", "")
+    assert "Your uploaded weights file is ready" in shown_text(at)
+    at.radio(key="cfg::weights_choice").set_value("none").run()
+    assert at.session_state["config"]["weights"] == "none"
+    at.radio(key="cfg::weights_choice").set_value("file").run()
+    assert at.session_state["config"]["weights"] == path  # the upload is found again, not forgotten
+    assert at.radio(key="cfg::weights_choice").value == "file"
+    at.switch_page(TRAIN).run()
+    assert "Weights: Your uploaded weights file is ready" in shown_text(at)
+
+
+def test_settings_and_the_uploaded_weights_survive_a_reload_and_a_deep_link(app_env, no_cached_weights,
+                                                                            pretrained_weights):
+    no_cached_weights(False)
+    token = "reload-test-token-1234"
+    at = choose_manual(start_app(query={"session": token}, page=MODEL))
+    at.select_slider(key="cfg::image_size").set_value(32).run()
+    at.number_input(key="cfg::epochs").set_value(3).run()
+    at.radio(key="cfg::weights_choice").set_value("file").run()
+    upload_weights(at, Path(pretrained_weights).read_bytes())
+    path = at.session_state["config"]["weights"]
+    at.radio(key="cfg::weights_choice").set_value("none").run()  # the upload is kept with the session too
+
+    reloaded = start_app(query={"session": token}, page=MODEL)  # a new browser session, same link
+    assert reloaded.radio(key="cfg::recipe").value == "manual"
+    assert reloaded.select_slider(key="cfg::image_size").value == 32
+    assert reloaded.number_input(key="cfg::epochs").value == 3
+    assert reloaded.radio(key="cfg::weights_choice").value == "none"
+    reloaded.radio(key="cfg::weights_choice").set_value("file").run()
+    assert reloaded.session_state["config"]["weights"] == path
+
+    deep = start_app(query={"session": token}, page=TRAIN)  # a link to the Train page, opened first
+    assert "Settings (manual):" in shown_text(deep) and "weights uploaded file" in shown_text(deep)
+    assert "3 epochs" in shown_text(deep) and "32 px" in shown_text(deep)
+    other = start_app(page=MODEL)  # another session keeps its own defaults
+    assert other.radio(key="cfg::recipe").value == "auto"
 
 
 def test_learning_rate_finder_suggests_a_rate_that_can_be_applied(app_env):
