@@ -48,6 +48,9 @@ def run_split(run_dir: str | os.PathLike, which: str = "validation") -> ingest.D
                                   policy=config.get("resize_policy", "center_crop"))
     where = {path: index for index, path in enumerate(dataset.paths)}
     wanted = info["split"].get(which, [])
+    if not wanted:
+        raise EvaluationError(f"this run kept no {which} pictures (with few pictures a class every one trains the "
+                              "model): evaluate it on a labeled folder or zip instead")
     kept = [where[path] for path in wanted if path in where]
     if not kept:
         raise EvaluationError(f"none of the run's {len(wanted)} {which} images are in {source} any more: "

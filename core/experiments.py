@@ -562,13 +562,15 @@ def linear_probe(config, dataset, split, block: int) -> dict:
     x_train = dataset.images[train_idx]
     train_features, _ = auto.extract(extractor, x_train, blocks=(block,), batch_size=batch)
     flipped, _ = auto.extract(extractor, x_train, blocks=(block,), batch_size=batch, flip=True)
-    val_features, _ = auto.extract(extractor, dataset.images[val_idx], blocks=(block,), batch_size=batch)
+    x_val = dataset.images[val_idx]
+    val_features, _ = auto.extract(extractor, x_val, blocks=(block,), batch_size=batch)
+    val_flipped, _ = auto.extract(extractor, x_val, blocks=(block,), batch_size=batch, flip=True)
     y_train, y_val = dataset.labels[train_idx], dataset.labels[val_idx]
     candidates = auto.score_linear(train_features, flipped, y_train, n_classes=n_classes, seed=config.seed)
     winner = candidates[auto.best(candidates)]
     fit = auto.fit_linear(train_features[block], flipped[block], y_train, winner.regularization,
                           n_classes=n_classes)
-    accuracy = float((fit.predict_proba(val_features[block]).argmax(1) == y_val).mean())
+    accuracy = float((fit.predict_proba(val_features[block], val_flipped[block]).argmax(1) == y_val).mean())
     return {"val_accuracy": round(accuracy, 4), "train_seconds": round(time.perf_counter() - started, 3),
             "regularization": winner.regularization, "cv_accuracy": round(winner.cv_accuracy, 4)}
 

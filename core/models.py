@@ -79,6 +79,20 @@ class SignedSquareRoot(layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="transfer_studio")
+class MirrorImage(layers.Layer):
+    """The picture's mirror image (left and right swapped), for test-time mirror averaging (core.auto).
+
+    Deterministic, unlike ``RandomFlip``, and registered, so a saved model loads under safe_mode.
+    """
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 # ---------------------------------------------------------------------- parameter counts
 
 def block_param_counts() -> list[dict]:

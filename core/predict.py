@@ -20,6 +20,7 @@ import keras
 
 from core import images as image_files
 from core import models  # noqa: F401  (registers the app's own layers, e.g. SignedSquareRoot, for loading)
+from core.auto import mirror_chain
 from core.runs import read_json
 
 BATCH_SIZE = 32
@@ -86,7 +87,10 @@ class Predictor:
         self.policy = policy
         self.classifier = classifier
         self.run_dir = run_dir
-        self.feature_layer = feature_layer or last_conv_layer_name(model)
+        # A recipe-auto model averages a plain chain's answers for the picture and its mirror image: the
+        # feature maps, Grad-CAM and nearest pictures look at that chain (the picture as it is).
+        self.chain = mirror_chain(model) or model
+        self.feature_layer = feature_layer or last_conv_layer_name(self.chain)
         if self.classifier is None and model.output_shape[-1] != len(self.classes):
             raise RunFilesError(f"the model has {model.output_shape[-1]} outputs but {len(self.classes)} class "
                                 "names were given: the labels do not belong to this model")
@@ -200,8 +204,9 @@ class Predictor:
 
         The lower part re-calls the model's layers on a new Input rather than reusing ``layer.output``: a
         layer called in several graphs (as the builders do) has several outputs, and only a fresh call is
-        sure to be connected. This assumes a chain of layers, which is what the builders make; a branching
-        user model is detected by comparing the two halves with the whole model.
+        sure to be connected. This assumes a chain of layers, which is what the builders make (recipe auto's
+        mirror averaging wraps one: ``self.chain`` is the chain inside); a branching user model is detected
+        by comparing the two halves with the whole chain.
         """
         if self._activation_model is not None:
             return self._activation_model, self._head_layers
@@ -210,7 +215,7 @@ class Predictor:
                 if self.feature_layer is None:
                     raise RunFilesError("this model has no convolutional layer, so it has no feature maps to "
                                         "compare or explain")
-                chain = [layer for layer in self.model.layers if not isinstance(layer, keras.layers.InputLayer)]
+                chain = [layer for layer in self.chain.layers if not isinstance(layer, keras.layers.InputLayer)]
                 names = [layer.name for layer in chain]
                 cut = names.index(self.feature_layer) + 1
                 image_input = keras.Input((self.image_size, self.image_size, 3), name="image")
@@ -221,7 +226,7 @@ class Predictor:
                 head = chain[cut:]
                 probe = np.full((1, self.image_size, self.image_size, 3), 128.0, dtype="float32")
                 recomposed = keras.ops.convert_to_numpy(apply_layers(head, activation_model.predict_on_batch(probe)))
-                whole = np.asarray(self.model.predict_on_batch(probe))
+                whole = np.asarray(self.chain.predict_on_batch(probe))
                 if recomposed.shape != whole.shape or not np.allclose(recomposed, whole, rtol=1e-3, atol=1e-4):
                     raise RunFilesError("this model is not a simple chain of layers, so it cannot be cut at its "
                                         f"last convolutional layer ({self.feature_layer}) for features or Grad-CAM")

@@ -137,13 +137,14 @@ class FineTuneCandidate:
 
 @dataclass
 class AutoFeatures:
-    """Recipe auto's one forward pass: pooled features per block of the training pictures, of their mirror
-    images and of the validation pictures, and block 4's maps for the fine-tune candidate (else None)."""
+    """Recipe auto's one forward pass: pooled features per block of the training pictures, of the validation
+    pictures and of both's mirror images, and block 4's maps for the fine-tune candidate (else None)."""
 
     base: keras.Model
     train: dict[int, np.ndarray]
     flipped: dict[int, np.ndarray]
     val: dict[int, np.ndarray]
+    val_flipped: dict[int, np.ndarray]
     train_maps: np.ndarray | None
     val_maps: np.ndarray | None
     note: dict
@@ -465,8 +466,8 @@ class Trainer:
         return self.fit_winner(loaded, features, board)
 
     def auto_features(self, loaded: LoadedData) -> AutoFeatures:
-        """Build the frozen VGG16 and run it once over the training pictures, their mirror images and the
-        validation pictures: pooled block 3/4/5 features, and block 4's maps when fine-tuning is a candidate."""
+        """Build the frozen VGG16 and run it once over the training and validation pictures and their mirror
+        images: pooled block 3/4/5 features, and block 4's maps when fine-tuning is a candidate."""
         config, writer = self.config, self.writer
         counts = np.bincount(loaded.y_train, minlength=loaded.n_classes)
         keep_maps = 4 if counts.min() >= auto.FINE_TUNE_MIN_PER_CLASS else None
@@ -477,7 +478,8 @@ class Trainer:
             extractor = auto.feature_extractor(base, config.image_size, keep_maps=keep_maps)
         self.check_stop()
         self.mark_training_start(restart=True)
-        parts = [("train", loaded.x_train, False), ("flipped", loaded.x_train, True), ("val", loaded.x_val, False)]
+        parts = [("train", loaded.x_train, False), ("flipped", loaded.x_train, True), ("val", loaded.x_val, False),
+                 ("val_flipped", loaded.x_val, True)]
         total = sum(len(images) for _, images, _ in parts)
         outputs, done = {}, 0
         with self.clock.phase("feature_cache"):
@@ -498,7 +500,8 @@ class Trainer:
         writer.event("feature_cache", **note)
         self.log(f"features of {total} pictures (with mirror images) from blocks "
                  f"{', '.join(map(str, auto.FEATURE_BLOCKS))}")
-        return AutoFeatures(base, train, outputs["flipped"][0], val, train_maps, val_maps, note)
+        return AutoFeatures(base, train, outputs["flipped"][0], val, outputs["val_flipped"][0], train_maps, val_maps,
+                            note)
 
     def score_candidates(self, loaded: LoadedData, features: AutoFeatures) -> AutoBoard:
         """Score the linear candidates by cross-validation and, with enough pictures, the fine-tune candidate;
@@ -557,7 +560,8 @@ class Trainer:
                 model = auto.build_linear_classifier(features.base, winner.block, fit,
                                                      image_size=config.image_size, n_classes=n_classes)
                 if len(loaded.val_idx):
-                    probabilities, labels = fit.predict_proba(features.val[winner.block]), loaded.y_val
+                    probabilities = fit.predict_proba(features.val[winner.block], features.val_flipped[winner.block])
+                    labels = loaded.y_val
                 else:
                     probabilities, labels = winner.oof_probabilities, y_train
                 self.writer.event("epoch", phase="final_fit", epoch=1, epochs=1,
@@ -618,7 +622,8 @@ class Trainer:
         block = best_linear.block
         baseline = auto.fit_linear(features.train[block][fit_rows], features.flipped[block][fit_rows],
                                    y_train[fit_rows], best_linear.regularization, n_classes=loaded.n_classes
-                                   ).predict_proba(features.train[block][holdout_rows])
+                                   ).predict_proba(features.train[block][holdout_rows],
+                                                   features.flipped[block][holdout_rows])
         started = time.perf_counter()
         network = self._fine_tune_network(loaded.n_classes)
         outcome = self._fit_fine_tune(network, maps[fit_rows], y_train[fit_rows], maps[holdout_rows], labels,

@@ -1,7 +1,9 @@
 """Tiny run directories built with the real model builders, laid out as core/training.py writes them.
 
 Kinds: "gap" and "seed" (VGG16 with a Keras head), "svm" (VGG16 features + scikit-learn), "autoencoder"
-(an autoencoder's encoder with a gap head). Each is built once per test process and shared, read-only.
+(an autoencoder's encoder with a gap head), and "auto": the real trainer's recipe auto (a linear head on
+pooled features, averaged with the mirror image), through core.training itself. Each is built once per
+test process and shared, read-only.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from core import ingest, models, runs
 from core.metrics import classification_metrics
 
-KINDS = ("gap", "seed", "svm", "autoencoder")
+KINDS = ("gap", "seed", "svm", "autoencoder", "auto")
 IMAGE_SIZE = 32
 VALIDATION_FRACTION = 0.25
 SEED = 0
@@ -37,6 +39,15 @@ def build_run(run_dir, data_dir: str, kind: str) -> str:
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind == "auto":
+        from core import training
+        from core.config import TrainConfig
+
+        config = TrainConfig.from_dict({"weights": "none", "image_size": IMAGE_SIZE, "seed": SEED,
+                                        "batch_size": 8, "validation_fraction": VALIDATION_FRACTION})
+        result = training.train(config, data_dir, run_dir)
+        assert result.state == "done", result.error
+        return str(run_dir)
     keras.utils.set_random_seed(SEED)
     writer = runs.RunWriter(run_dir)
     head = "gap" if kind == "autoencoder" else kind

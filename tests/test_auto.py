@@ -95,9 +95,15 @@ def test_the_keras_model_computes_the_fitted_probabilities(tmp_path):
     assert not np.allclose(flipped[3], features[3])
     fit = auto.fit_linear(features[3], flipped[3], labels, 0.1, n_classes=3)
     model = auto.build_linear_classifier(base, 3, fit, image_size=32, n_classes=3)
-    assert "block4_conv1" not in [layer.name for layer in model.layers]
-    expected = fit.predict_proba(features[3])
+    chain = auto.mirror_chain(model)
+    assert chain is not None and "block4_conv1" not in [layer.name for layer in chain.layers]
+    # the chain answers for the picture as it is; the model averages that with the mirror image's answer
+    np.testing.assert_allclose(chain.predict(images, verbose=0), fit.predict_proba(features[3]), atol=1e-4)
+    expected = fit.predict_proba(features[3], flipped[3])
+    assert not np.allclose(expected, fit.predict_proba(features[3]), atol=1e-3)
     np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-4)
+    np.testing.assert_allclose(model.predict(images[:, :, ::-1], verbose=0), expected, atol=1e-4)  # mirror-blind
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-4)
+    assert auto.mirror_chain(loaded) is not None

@@ -22,7 +22,7 @@ gap_run = run_fixture("gap_run", "gap")
 
 def test_grad_cam_is_a_0_to_1_map_for_every_kind_of_run(run_dir):
     predictor = predict.load_predictor(run_dir)
-    images = evaluation.run_split(run_dir).images[:2]
+    images = evaluation.run_split(run_dir, "train").images[:2]
     for image in images:
         heatmap = explain.grad_cam(predictor, image)
         assert heatmap.shape == (32, 32) and heatmap.dtype == np.float32

@@ -12,7 +12,7 @@ from core import backend, evaluation, export, predict
 from run_fixtures import run_fixture
 
 
-keras_head_run = run_fixture("keras_head_run", "gap", "autoencoder")
+keras_head_run = run_fixture("keras_head_run", "gap", "autoencoder", "auto")
 svm_run = run_fixture("svm_run", "svm")
 
 
@@ -23,7 +23,7 @@ def test_bundle_reloads_to_the_same_predictions(keras_head_run, tmp_path):
     with zipfile.ZipFile(io.BytesIO(export.bundle_zip(keras_head_run))) as bundle:
         assert sorted(bundle.namelist()) == ["README.txt", "config.json", "labels.json", "model.keras"]
         bundle.extractall(tmp_path)
-    images = evaluation.run_split(keras_head_run).images
+    images = evaluation.run_split(keras_head_run, "train").images
     reloaded = predict.Predictor.from_keras(predict.load_user_model(tmp_path / "model.keras"),
                                             json.loads((tmp_path / "labels.json").read_text()))
     np.testing.assert_allclose(reloaded.predict_proba(images),
@@ -38,7 +38,7 @@ def test_bundle_of_a_classical_head_carries_the_classifier(svm_run):
 
 @needs_tensorflow
 def test_tflite_and_savedmodel_agree_with_keras(keras_head_run, tmp_path):
-    images = evaluation.run_split(keras_head_run).images
+    images = evaluation.run_split(keras_head_run, "train").images
     expected = predict.load_predictor(keras_head_run).predict_proba(images)
 
     tflite_path = export.export_tflite(keras_head_run, tmp_path / "model.tflite")

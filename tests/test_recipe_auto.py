@@ -58,9 +58,10 @@ def test_an_auto_run_scores_candidates_and_leaves_an_ordinary_run(demo_dir, tmp_
     assert metrics["evaluation"] == "cross_validation" and metrics["n"] == 32
     assert metrics["accuracy"] == pytest.approx(winner["cv_accuracy"], abs=0.07)
     assert runs.read_status(run)["val_accuracy"] == metrics["accuracy"] == result.val_accuracy
-    # the model is a plain Keras model: VGG16 up to the chosen block, pooling, one Dense layer
+    # the model is a plain Keras model: the mean of a chain (VGG16 up to the chosen block, pooling, one
+    # Dense layer) over the picture and its mirror image
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
-    names = [layer.name for layer in model.layers]
+    names = [layer.name for layer in auto.mirror_chain(model).layers]
     assert f"block{winner['block']}_conv3" in names and names[-1] == "predictions"
     assert f"block{winner['block'] + 1}_conv1" not in names
     # the Evaluate page's default view is those same held-out predictions, with their pictures
@@ -168,4 +169,5 @@ def test_the_auto_steps_one_by_one(demo_dir, tmp_path):
     fit = auto.fit_linear(features.train[winner.block], features.flipped[winner.block], loaded.y_train,
                           winner.regularization, n_classes=4)
     np.testing.assert_allclose(network.full.predict(images, verbose=0),
-                               fit.predict_proba(features.train[winner.block][:4]), atol=1e-4)
+                               fit.predict_proba(features.train[winner.block][:4],
+                                                 features.flipped[winner.block][:4]), atol=1e-4)
