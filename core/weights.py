@@ -169,7 +169,7 @@ def status(weights: str) -> WeightsStatus:
     """Whether a run with ``weights`` ("imagenet", "none", a file path, or "" for a file not yet given)
     can start, and where its weights would come from, in words."""
     if weights == "none":
-        return WeightsStatus("ready", "random", "Random start: no pretrained weights needed.")
+        return WeightsStatus("ready", "random", "Random start (no pretrained weights needed).")
     if weights == "imagenet":
         found = imagenet_file()
         if found and found[1] == "cache":

@@ -315,7 +315,7 @@ def main() -> None:
     n_classes = max(2, len(info["classes"])) if info else 4
     st.caption("Choose what to train. Every change is kept for the Train page.")
     recipe = recipe_section(values)
-    weights_panel.section()
+    weights = weights_panel.section()
     if recipe == "auto":
         auto_settings_section(values)
     else:
@@ -330,6 +330,9 @@ def main() -> None:
     _, problems = common.validate_config(values)
     if problems:
         common.show_config_problems(problems)
+    elif not weights.ready:
+        st.warning(f"These settings are valid, but a run would fail: the weights chosen are not on this server "
+                   f"(see **Weights** above). {common.plain(common.settings_summary(values), 400)}.")
     else:
         st.success(f"These settings are valid. {common.plain(common.settings_summary(values), 400)}. "
                    "Start training on the **Train** page.")

@@ -111,13 +111,21 @@ def uploader(where: str) -> None:
         st.error(problem)
 
 
+def described(status: vgg16_weights.WeightsStatus) -> str:
+    """The status in words, naming the session's uploaded file by the name it was uploaded under."""
+    uploaded = st.session_state.get(FILE_KEY)
+    if status.source == "file" and uploaded and common.config().get("weights") == uploaded["path"]:
+        return f"Your uploaded weights file {common.plain(uploaded['name'], 80)} is ready."
+    return status.message
+
+
 def status_message(status: vgg16_weights.WeightsStatus) -> None:
     if status.state == "ready":
-        st.success(status.message, icon=":material/check_circle:")
+        st.success(described(status), icon=":material/check_circle:")
     elif status.state == "download":
         st.info(status.message)
     else:
-        st.warning(f"{status.message} Choose another start below, or ask whoever runs the server to prepare "
+        st.warning(f"{status.message} Choose another start above, or ask whoever runs the server to prepare "
                    f"the ImageNet weights (`{vgg16_weights.FETCH_COMMAND}`).")
 
 
@@ -130,8 +138,9 @@ def using_file_caption() -> None:
 
 # ---------------------------------------------------------------------- the pages
 
-def section() -> None:
-    """The Model page's weights: the choice, whether it is there before Start, an upload for a file."""
+def section() -> vgg16_weights.WeightsStatus:
+    """The Model page's weights: the choice, whether it is there before Start, an upload for a file.
+    Returns the status of the choice."""
     st.subheader("Weights")
     values = common.config()
     st.session_state[CHOICE_KEY] = choice_of(values.get("weights"))  # the radio always shows the real choice
@@ -145,6 +154,7 @@ def section() -> None:
     if choice == "file":
         uploader("model")
         using_file_caption()
+    return status
 
 
 def notice() -> bool:
@@ -156,7 +166,7 @@ def notice() -> bool:
     weights = common.config().get("weights", "imagenet")
     status = vgg16_weights.status(weights)
     if status.state == "ready":
-        st.caption(f"Weights: {status.message}")
+        st.caption(f"Weights: {described(status)}")
         return True
     if status.state == "download":
         st.info(status.message)

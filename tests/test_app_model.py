@@ -192,6 +192,7 @@ def test_offline_the_model_and_train_pages_say_so_before_start_and_offer_random_
     text = page_text_without_escapes(at)
     assert "The ImageNet weights are not on this server, and it cannot download them" in text
     assert "python -m core fetch-weights" in text
+    assert not at.success and "These settings are valid, but a run would fail" in text  # no green light
     assert_no_server_detail(" ".join(str(w.value) for w in at.warning))
     at.switch_page(TRAIN).run()
     assert_no_exception(at)
@@ -249,14 +250,14 @@ def test_the_weights_choice_never_changes_silently(app_env, no_cached_weights, p
     path = at.session_state["config"]["weights"]
     assert path.endswith("my_vgg16.weights.h5") and Path(path).is_file()
     assert "Using your uploaded file my_vgg16.weights.h5" in page_text_without_escapes(at).replace("**", "")
-    assert "Your uploaded weights file is ready" in shown_text(at)
+    assert "Your uploaded weights file my_vgg16.weights.h5 is ready" in page_text_without_escapes(at)
     at.radio(key="cfg::weights_choice").set_value("none").run()
     assert at.session_state["config"]["weights"] == "none"
     at.radio(key="cfg::weights_choice").set_value("file").run()
     assert at.session_state["config"]["weights"] == path  # the upload is found again, not forgotten
     assert at.radio(key="cfg::weights_choice").value == "file"
     at.switch_page(TRAIN).run()
-    assert "Weights: Your uploaded weights file is ready" in shown_text(at)
+    assert "Weights: Your uploaded weights file my_vgg16.weights.h5 is ready" in page_text_without_escapes(at)
 
 
 def test_settings_and_the_uploaded_weights_survive_a_reload_and_a_deep_link(app_env, no_cached_weights,
