@@ -270,6 +270,7 @@ def test_settings_and_the_uploaded_weights_survive_a_reload_and_a_deep_link(app_
     at.radio(key="cfg::weights_choice").set_value("file").run()
     upload_weights(at, Path(pretrained_weights).read_bytes())
     path = at.session_state["config"]["weights"]
+    assert Path(path).is_file()
     at.radio(key="cfg::weights_choice").set_value("none").run()  # the upload is kept with the session too
 
     reloaded = start_app(query={"session": token}, page=MODEL)  # a new browser session, same link
