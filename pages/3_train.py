@@ -87,10 +87,21 @@ def show_state(status: dict) -> None:
         measure = common.run_measure(status)
         if isinstance(status.get("val_accuracy"), (int, float)) and measure.evaluation != "validation_split":
             st.caption(measure.explained)
+        best_epoch_note(status)
     elif state == "stopped":
         st.warning(words)
+        best_epoch_note(status)
     else:
         st.info(words)
+
+
+def best_epoch_note(status: dict) -> None:
+    """Why the accuracy in the headline can be higher than where the validation curve ends."""
+    best, run_id = status.get("best_epoch"), status.get("id")
+    if (isinstance(best, int) and isinstance(status.get("val_accuracy"), (int, float)) and run_id
+            and common.run_measure(status).evaluation == "validation_split" and recipe(run_id) != "auto"):
+        st.caption(f"The accuracy above is the best epoch's (epoch {best}): that epoch's model is the one kept, so "
+                   "the validation curve below may end lower if training went on after it.")
 
 
 def phase_notes(summary: dict) -> None:
@@ -211,15 +222,16 @@ def runs_table() -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     ids = [row["id"] for row in rows]
     current = common.current_run()
+    follow_current_run(ids, current)
     watch, compare = st.columns([1, 2])
-    chosen = watch.selectbox("Watch run", ids, index=ids.index(current) if current in ids else 0, key="watch_run")
+    chosen = watch.selectbox("Watch run", ids, key="watch_run")
     if chosen != current and watch.button("Show this run", key="show_run"):
         common.set_current_run(chosen)
         st.rerun()
-    default = [current] if current in ids else ids[:1]
-    picked = compare.multiselect("Overlay the curves of", ids, default=default, key="overlay_runs")
+    picked = compare.multiselect("Overlay the curves of", ids, key="overlay_runs")
     if len(picked) > 1:
         by_id = {row["id"]: row for row in rows}
+        names = legend_names([by_id[run_id] for run_id in picked])
         curves, without = {}, []
         for run_id in picked:
             events = run_events(by_id[run_id])
@@ -228,12 +240,77 @@ def runs_table() -> None:
                 if not events:
                     without.append(run_id)
                     continue
-            curves[run_id] = events
+            curves[names[run_id] + ":"] = events
         if without:
             st.caption("No curves for " + ", ".join(f"`{run_id}`" for run_id in without)
                        + ": automatic runs whose final model is a linear head, fitted in one step (or not yet).")
         if curves:
-            st.plotly_chart(common.curves_figure(curves, batch_line=False), width="stretch", key="overlay")
+            figure = common.curves_figure(curves, batch_line=False)
+            # the legend names settings, so it runs long: hang it below the axis titles, not over them
+            figure.update_layout(legend=dict(yanchor="top", y=-0.3), height=360 + 20 * len(curves))
+            st.plotly_chart(figure, width="stretch", key="overlay")
+
+
+def follow_current_run(ids: list[str], current: str | None) -> None:
+    """Point the "Watch run" and "Overlay" pickers at the current run whenever it changes (a run started,
+    or one picked here or on another page); a picker otherwise keeps its own value, the run before. The
+    overlay keeps what else was picked, the run before included, so the new run is compared with it."""
+    state = st.session_state
+    if current in ids and current != state.get("_pickers_follow"):
+        state["_pickers_follow"] = current
+        state["watch_run"] = current
+        state["overlay_runs"] = [current] + [run_id for run_id in state.get("overlay_runs", []) if run_id != current]
+    # a picker's value must be one of today's runs (a widget left unshown for a page switch is forgotten)
+    if state.get("watch_run") not in ids:
+        state["watch_run"] = current if current in ids else ids[0]
+    overlay = [run_id for run_id in state.get("overlay_runs", []) if run_id in ids]
+    state["overlay_runs"] = overlay if "overlay_runs" in state else [state["watch_run"]]
+
+
+SETTING_WORDS = (  # (setting, its value in a legend): what tells runs apart, in the Model page's words
+    ("recipe", lambda value: "automatic" if value == "auto" else "manual"),
+    ("model", lambda value: {"vgg16": "VGG16", "autoencoder": "autoencoder"}.get(value, str(value))),
+    ("weights", lambda value: f"weights {value if value in ('imagenet', 'none') else 'file'}"),
+    ("freeze_depth", lambda value: f"{value} of 5 blocks frozen"),
+    ("head", lambda value: f"head {value}"),
+    ("optimizer", str),
+    ("learning_rate", lambda value: f"learning rate {float(value):g}"),
+    ("epochs", lambda value: f"{value} epochs"),
+    ("batch_size", lambda value: f"batch {value}"),
+    ("image_size", lambda value: f"{value} px"),
+    ("augment", lambda value: "augmentation" if value else "no augmentation"),
+    ("two_phase", lambda value: "two phases" if value else "one phase"),
+)
+AUTO_SETTINGS = {"recipe", "model", "weights", "epochs", "image_size"}  # the rest are unused defaults there
+
+
+def legend_names(rows: list[dict]) -> dict[str, str]:
+    """Each run named by the settings in which these runs differ ("learning rate 0.001, 3 epochs"), not by
+    its id; a run whose settings match another's is told apart by its start time."""
+    def used(row: dict) -> dict:
+        config = row["config"]
+        return {field: config.get(field) for field, _ in SETTING_WORDS
+                if config.get("recipe") != "auto" or field in AUTO_SETTINGS}
+
+    settings = {row["id"]: used(row) for row in rows}
+    differ = [(field, words) for field, words in SETTING_WORDS
+              if len({repr(values.get(field)) for values in settings.values()}) > 1]
+    names = {}
+    for row in rows:
+        values = settings[row["id"]]
+        names[row["id"]] = ", ".join(words(values[field]) for field, words in differ
+                                     if values.get(field) is not None)
+    alike = {name for name in names.values() if not name or list(names.values()).count(name) > 1}
+    return {run_id: ", ".join(filter(None, [name, started_at(run_id)])) if name in alike else name
+            for run_id, name in names.items()}
+
+
+def started_at(run_id: str) -> str:
+    """"started 14:05:31" from a run id (its first part is the start time, 20260101-140531-...)."""
+    stamp = run_id.split("-")[1] if run_id.count("-") >= 2 else ""
+    if len(stamp) == 6 and stamp.isdigit():
+        return f"started {stamp[:2]}:{stamp[2:4]}:{stamp[4:]}"
+    return run_id
 
 
 def main() -> None:

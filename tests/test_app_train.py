@@ -71,3 +71,60 @@ def test_a_tiny_run_trains_and_is_reattached_from_the_url(app_env):
     stranger = start_app({"run": run_id})
     assert any("no run" in message.lower() for message in errors(stranger))
     assert "run_id" not in stranger.session_state
+
+
+OWNER = "test-owner-token-train-0123"
+
+
+def file_finished_run(workspace, run_id: str, **settings) -> str:
+    """A finished manual run of OWNER on disk as the job manager files one (config, job, status, two epochs),
+    with ``settings`` changed from the defaults; no model (the Train page only reads the record)."""
+    import json
+
+    from core.config import TrainConfig
+
+    run_dir = workspace / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    config = {**TrainConfig().to_dict(), "recipe": "manual", **settings}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "job.json").write_text(json.dumps({"owner": OWNER, "data": "", "submitted": 0}))
+    (run_dir / "status.json").write_text(json.dumps({"state": "done", "val_accuracy": 0.75, "best_epoch": 1,
+                                                     "evaluation": "validation_split", "train_seconds": 3}))
+    epochs = [{"type": "epoch", "phase": "train", "epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.5,
+               "val_loss": 1.2, "val_accuracy": 0.75 - 0.1 * (epoch - 1)} for epoch in (1, 2)]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(event) + "\n" for event in epochs))
+    return run_id
+
+
+def test_the_watch_and_overlay_pickers_follow_a_new_run(app_env):
+    """After Start the pickers show the new run (they kept pointing at the run before), the overlay keeps
+    the run before beside it, and legends name runs by the settings that differ, not by their ids."""
+    before = file_finished_run(app_env, "20260101-090000-before0001", learning_rate=0.001)
+    older = file_finished_run(app_env, "20260101-080000-older00001", learning_rate=0.0001)
+    at = load_demo(start_app({"session": OWNER, "run": before}))
+    from core.config import TrainConfig
+
+    at.session_state["config"] = {**TrainConfig().to_dict(), "recipe": "manual", "weights": "none", "image_size": 32,
+                                  "epochs": 1, "batch_size": 4}  # tiny, as tiny_settings makes it, in one step
+    at.switch_page(TRAIN).run()
+    assert at.selectbox(key="watch_run").value == before
+    assert at.multiselect(key="overlay_runs").value == [before]
+
+    at.button(key="start").click().run()
+    assert_no_exception(at)
+    new = at.session_state["run_id"]
+    assert new not in (before, older)
+    assert at.selectbox(key="watch_run").value == new
+    assert at.multiselect(key="overlay_runs").value == [new, before]
+
+    at.multiselect(key="overlay_runs").set_value([before, older]).run()
+    assert_no_exception(at)
+    legend = {trace["name"] for trace in plotly_specs(at)["overlay"]["data"]}
+    assert "learning rate 0.001: validation accuracy" in legend, legend
+    assert "learning rate 0.0001: validation accuracy" in legend, legend
+    assert not any(before in name or older in name for name in legend), legend
+    # the headline accuracy is the best epoch's, while the curve ends lower: one sentence says so
+    at.selectbox(key="watch_run").set_value(older).run()
+    at.button(key="show_run").click().run()
+    assert_no_exception(at)
+    assert "best epoch" in shown_text(at)
