@@ -10,6 +10,17 @@ MODEL = "pages/2_model.py"
 TRAIN = "pages/3_train.py"
 
 
+@pytest.fixture(autouse=True)
+def weights_can_be_had(monkeypatch):
+    """The page's verdict on the settings must not hang on this machine's Keras cache or internet: the network
+    alone is mocked as reachable, so ImageNet weights count as "downloaded at Start" where they are not cached.
+    The weights tests below choose the network's answer themselves."""
+    from core import weights
+
+    monkeypatch.setattr(weights, "_reach_host", lambda timeout: True)
+    monkeypatch.setattr(weights, "_probe", {"time": 0.0, "result": False})
+
+
 def metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 
