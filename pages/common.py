@@ -659,6 +659,10 @@ def app_frame():
     """What ``streamlit_app.py`` does on every script run: page config, the navigation over the page
     files, the URL's session and run, the sidebar frame. Returns the page ``st.navigation`` chose."""
     st.set_page_config(page_title="Transfer Studio", page_icon=":material/model_training:", layout="wide")
+    from pages import share_view
+
+    if share_view.requested():  # a share link (?share=): the shared model's preview alone, with no session
+        share_view.show_alone()  # ends the script run
     pages = [st.Page(f"pages/{name}", title=title, icon=icon, default=index == 0)
              for index, (name, title, icon) in enumerate(PAGE_FILES)]
     page = st.navigation(pages)
