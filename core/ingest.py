@@ -166,7 +166,7 @@ def from_uploads(files: Iterable[tuple[str, bytes, str]], image_size: int, *, po
     limits = limits or Limits()
     candidates, classes = [], set()
     for file_name, data, class_name in files:
-        class_name = _checked_class_name(class_name)
+        class_name = checked_class_name(class_name)
         classes.add(class_name)
         shown_name = str(file_name).replace("\\", "/").rsplit("/", 1)[-1] or "unnamed"
         candidates.append(_Candidate(f"{class_name}/{shown_name}", class_name, lambda data=data: bytes(data),
@@ -428,7 +428,8 @@ def class_name_problem(name: str) -> str | None:
     return None
 
 
-def _checked_class_name(name) -> str:
+def checked_class_name(name) -> str:
+    """``name`` as every loader stores it (stripped, NFC), or DatasetError naming what breaks the one rule."""
     cleaned = _clean_name(str(name if name is not None else "").strip())
     problem = class_name_problem(cleaned)
     if problem:
