@@ -536,7 +536,7 @@ def auto_timing(ctx: Context) -> dict:
     long as the forward pass, on 4 x timing_per_class demo pictures (200 at 64 px in the full plan).
 
     Read from one auto run's phase events: ``candidates`` + ``final_fit`` against ``feature_cache``, the
-    one forward pass over the training pictures, their mirror images and the validation pictures (its
+    one forward pass over the training and validation pictures and their mirror images (its
     first batch also builds the graph). Recipe auto draws its own split here, as a user's run would. When
     fine-tuning wins, ``final_fit`` is fine-tuning and not a linear fit: the ratio is then the
     cross-validation's alone, and ``final_fit_linear`` says so.

@@ -352,7 +352,7 @@ def _auto_timing_section(results: dict) -> list[str]:
              "Issue 10 asks that the linear candidates' cross-validation and the final linear fit together take at "
              "most as long as the forward pass itself. One auto run (its own split, as a user's run) on demo data, "
              "read from its phase events: *forward pass* is `feature_cache`, one pass over the training pictures, "
-             "their mirror images and the validation pictures (its first batch also builds the graph); *fitting* "
+             "the validation pictures and both's mirror images (its first batch also builds the graph); *fitting* "
              "is `candidates` + `final_fit`. The fine-tune candidate, when tried, is a phase of its own and not "
              "counted.", ""]
     timing = results.get("auto_timing")
