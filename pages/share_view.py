@@ -52,9 +52,10 @@ def preview() -> None:
         st.warning(str(error), icon=":material/link_off:")
         return
     try:
-        model_card(link.run_dir)
+        headline(link.run_dir)
+        live_testing(link.run_dir)  # before the details: on a phone, trying it should not need much scrolling
         st.divider()
-        live_testing(link.run_dir)
+        about(link.run_dir)
     except Exception as error:  # noqa: BLE001 - a visitor sees plain words, never a traceback or a path
         log.warning("share preview failed: %s: %s", type(error).__name__, error, exc_info=True)
         st.error("This shared model cannot be shown right now. Try again in a moment; if it keeps happening, "
@@ -63,20 +64,16 @@ def preview() -> None:
 
 # ---------------------------------------------------------------------- the model card
 
-def model_card(run_dir: Path) -> None:
+def headline(run_dir: Path) -> None:
+    """What the model tells apart and how often it is right, as it was measured."""
     classes = [str(name) for name in runs.read_json(run_dir / "labels.json", [])]
-    config = runs.read_json(run_dir / "config.json", {}) or {}
-    status = runs.read_status(run_dir) or {}
     metrics = runs.read_json(run_dir / "metrics.json")
-    dataset = runs.read_json(run_dir / "dataset.json", {}) or {}
-
     st.title("Shared model")
     st.markdown(f"It tells **{len(classes)} classes** of pictures apart: "
                 + ", ".join(f"**{common.plain(name, 60)}**" for name in classes) + ".")
     st.caption("Shared read-only from Transfer Studio: try it on your own pictures below.")
-    if status.get("state") == "stopped":
+    if (runs.read_status(run_dir) or {}).get("state") == "stopped":
         st.caption("Its training was stopped early; this is its best model before the stop.")
-
     if isinstance(metrics, dict) and isinstance(metrics.get("accuracy"), (int, float)):
         measure = measured.measure(metrics.get("evaluation"))
         st.metric(measure.title, f"{metrics['accuracy']:.0%}", help=measure.help)
@@ -84,28 +81,35 @@ def model_card(run_dir: Path) -> None:
     else:
         st.caption("No accuracy was measured: the training stopped before it could be.")
 
+
+def about(run_dir: Path) -> None:
+    """The rest of the model card: pictures per class, the settings in words, the confusion matrix."""
+    from core import leaderboard
+
+    classes = [str(name) for name in runs.read_json(run_dir / "labels.json", [])]
+    metrics = runs.read_json(run_dir / "metrics.json")
+    dataset = runs.read_json(run_dir / "dataset.json", {}) or {}
+    st.header("About this model")
     counts = dataset.get("counts") or {}
     if counts:
         st.subheader("Pictures it learned from")
-        split = dataset.get("split") or {}
-        set_aside = len(split.get("validation") or [])
+        set_aside = len((dataset.get("split") or {}).get("validation") or [])
         st.caption(f"{sum(counts.values())} pictures in all"
                    + (f", {set_aside} of them set aside to measure the accuracy." if set_aside else "."))
         st.plotly_chart(counts_figure(counts), width="stretch", key="share_counts",
                         config={"displayModeBar": False})
 
     st.subheader("How it was trained")
-    recipe, details = common.settings_parts(config)
+    recipe, details = common.settings_parts(runs.read_json(run_dir / "config.json", {}) or {})
     st.markdown(f"**{recipe}:** {common.plain(details, 400)}.")
-    from core import leaderboard
-
     board = leaderboard.read_file(run_dir)
     if board is not None and board.reason:
         st.markdown(f"**Chosen:** {common.plain(board.reason, 400)}")
-    if isinstance(status.get("train_seconds"), (int, float)):
-        st.caption(f"Training took {common.format_seconds(status['train_seconds'])}.")
+    seconds = (runs.read_status(run_dir) or {}).get("train_seconds")
+    if isinstance(seconds, (int, float)):
+        st.caption(f"Training took {common.format_seconds(seconds)}.")
 
-    matrix = (metrics or {}).get("confusion_matrix") if isinstance(metrics, dict) else None
+    matrix = metrics.get("confusion_matrix") if isinstance(metrics, dict) else None
     if matrix and len(matrix) == len(classes):
         st.subheader("Where it goes wrong")
         st.caption("Each row is a true class, each column what the model said; the diagonal is right.")
@@ -118,7 +122,7 @@ def counts_figure(counts: dict[str, int]):
 
     names = [common.plotly_text(name, 30) for name in counts]
     figure = go.Figure(go.Bar(x=list(counts.values()), y=names, orientation="h", text=list(counts.values()),
-                              textposition="auto", marker_color="#4c78a8",
+                              textposition="auto", textangle=0, marker_color="#4c78a8",
                               hovertemplate="%{y}: %{x} pictures<extra></extra>"))
     figure.update_layout(height=60 + 30 * len(names), margin=dict(l=10, r=10, t=10, b=30),
                          xaxis=dict(title="pictures", rangemode="tozero"), yaxis=dict(autorange="reversed"))
@@ -151,7 +155,7 @@ def predictions(run_dir: str, stamp: int, files: tuple, top_k: int) -> list[dict
 
 
 def live_testing(run_dir: Path) -> None:
-    st.subheader("Try it")
+    st.header("Try it")
     files = st.file_uploader("Pictures to classify (one or many)", accept_multiple_files=True, key="share_files")
     pictures = [(f.name, f.getvalue()) for f in files or []]
     if st.toggle("Use the camera", key="share_camera_on"):
@@ -190,7 +194,7 @@ def probability_bars(row: dict):
     top = list(reversed(row["top"]))
     values = [item["probability"] for item in top]
     figure = go.Figure(go.Bar(x=values, y=[common.plotly_text(item["label"], 30) for item in top], orientation="h",
-                              text=[f"{v:.0%}" for v in values], textposition="auto",
+                              text=[f"{v:.0%}" for v in values], textposition="auto", textangle=0,
                               marker_color=["#9aa9bd"] * (len(top) - 1) + ["#f28e2b"],
                               hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
     figure.update_layout(height=60 + 30 * len(top), margin=dict(l=10, r=10, t=10, b=30),
