@@ -65,6 +65,15 @@ def count_words(count: int, noun: str = "picture") -> str:
     return f"{count} {noun}" + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
 
 
+def checked_class_name(name) -> str:
+    """``name`` as it will be stored (stripped, NFC), or DatasetEditError saying what breaks the one rule for
+    class names (``ingest.class_name_problem``)."""
+    try:
+        return ingest.checked_class_name(name)
+    except ingest.DatasetError as error:
+        raise DatasetEditError(str(error)) from None
+
+
 # ---------------------------------------------------------------------------------------------------
 # Whole datasets
 
@@ -136,7 +145,7 @@ def add_pictures(folder: str | os.PathLike, class_name: str, files: Iterable[tup
     is new). Files are judged by content; each one that is not a usable picture is skipped with the reason,
     and the good ones are kept. With nothing kept, no new version is written."""
     folder = Path(folder)
-    class_name = _checked_class_name(class_name)
+    class_name = checked_class_name(class_name)
     manifest = _manifest(folder)
     loaded = ingest.from_uploads([(file_name, data, class_name) for file_name, data in files],
                                  int(manifest.get("image_size") or 0) or _stored_size(folder), policy=policy,
@@ -155,7 +164,7 @@ def add_pictures(folder: str | os.PathLike, class_name: str, files: Iterable[tup
 def add_class(folder: str | os.PathLike, class_name: str) -> Path:
     """Add an empty class (pictures come later, by upload or camera)."""
     folder = Path(folder)
-    class_name = _checked_class_name(class_name)
+    class_name = checked_class_name(class_name)
     layout = _layout(folder)
     if class_name in layout:
         raise DatasetEditError(f'there is already a class called "{class_name}": pick another name')
@@ -168,7 +177,7 @@ def rename_class(folder: str | os.PathLike, old_name: str, new_name: str) -> Pat
     folder = Path(folder)
     layout = _layout(folder)
     _require_class(layout, old_name)
-    new_name = _checked_class_name(new_name)
+    new_name = checked_class_name(new_name)
     if new_name == old_name:
         raise DatasetEditError(f'the class is already called "{new_name}"')
     if new_name in layout:
@@ -221,13 +230,6 @@ def _checked_name(name) -> str:
     if not name:
         return DEFAULT_NAME
     return name[:MAX_NAME]
-
-
-def _checked_class_name(name) -> str:
-    try:
-        return ingest.checked_class_name(name)
-    except ingest.DatasetError as error:
-        raise DatasetEditError(str(error)) from None
 
 
 def _manifest(folder: Path) -> dict:

@@ -1,14 +1,90 @@
-"""Data page: the demo set in one click, per-class uploads, a zip, camera photos, an unlabeled set;
-then the dataset as a class-count chart, thumbnails per class and the report of skipped files."""
+"""Data page: the current dataset as class cards a teacher edits (add a class, rename or delete one, see its
+pictures and delete some, add pictures by upload or camera), a new empty dataset, the demo set, a zip, and an
+unlabeled set. core.datasets makes every change; the page lays out widgets and shows one message at a time:
+each action replaces the message of the one before, next to where it was done."""
+from __future__ import annotations
+
+from typing import Callable
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import demo_data, ingest, runs
+from core import datasets, demo_data, ingest, runs
+from core.datasets import count_words
 from pages import common
 
-THUMBNAILS_PER_CLASS = 8
+THUMBNAILS_PER_CARD = 8
 THUMBNAIL_SIZE = 64
+GRID_COLUMNS = 8        # pictures a row when a class's pictures are shown to delete some
+MOST_SHOWN = 200        # pictures shown at once in that grid (each has its own button)
+CAMERA_WIDTH = 480      # pixels on screen: big enough to aim, small enough to see the card's count above
+MESSAGE = "data_message"
+
+
+# ---------------------------------------------------------------------- one message at a time
+
+def say(kind: str, text: str, where: str = "top", skipped: list[dict] | None = None) -> None:
+    """Replace the page's message: ``kind`` is success, info, warning or error; ``where`` is the place it
+    shows (the top, the classes, one class's card, the add-a-class card); ``skipped`` files get a table."""
+    st.session_state[MESSAGE] = {"kind": kind, "text": text, "where": where, "skipped": list(skipped or [])}
+
+
+def show_message(where: str) -> None:
+    message = st.session_state.get(MESSAGE)
+    if not message or message["where"] != where:
+        return
+    getattr(st, message["kind"])(message["text"])
+    if message["skipped"]:
+        report_table(message["skipped"])
+
+
+def act(where: str, change: Callable[[], None]) -> bool:
+    """Run one change; a failure becomes the page's message (in plain words) at ``where``."""
+    try:
+        change()
+    except Exception as error:  # noqa: BLE001 - shown to the user, the traceback goes to the log
+        say("error", common.explain(error), where)
+        common.log.warning("data page: %s: %s", type(error).__name__, error)
+        return False
+    return True
+
+
+def skipped_words(skipped: list[dict]) -> str:
+    if not skipped:
+        return ""
+    verb = "was" if len(skipped) == 1 else "were"
+    return f" {count_words(len(skipped), 'file')} {verb} skipped; the table says why."
+
+
+def report_ingest(added: int, skipped: list[dict], what: str, where: str = "top") -> None:
+    """The message after pictures came in: how many were added, and the skipped files with the reasons."""
+    text = f"Added {count_words(added)} {what}." + skipped_words(skipped)
+    say("success" if added and not skipped else "warning", text, where, skipped)
+
+
+def report_table(skipped: list[dict]) -> None:
+    """The skipped files and why, as a table (cells are plain text, never HTML or Markdown)."""
+    rows = [{"file": str(item.get("path", "")), "why it was skipped": str(item.get("reason", ""))}
+            for item in skipped]
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
+# ---------------------------------------------------------------------- the current dataset
+
+def make_current(folder) -> dict:
+    """Make a saved dataset folder the session's current dataset (what Train uses); return its info."""
+    info = common.dataset_info(folder, datasets.name_of(folder))
+    common.set_current_dataset(info)
+    return info
+
+
+def current_or_new_folder() -> str:
+    """The current dataset's folder; with none, a new empty "My pictures" made current."""
+    info = common.current_dataset()
+    if info:
+        return info["path"]
+    return make_current(datasets.create(common.datasets_root(), datasets.DEFAULT_NAME, common.STORAGE_SIZE))["path"]
 
 
 def progress_bar(text: str):
@@ -21,24 +97,36 @@ def progress_bar(text: str):
     return bar, report
 
 
-def remember_report(added: int, dataset: ingest.Dataset, what: str) -> None:
-    """What the last ingest kept and skipped, shown once after the rerun."""
-    st.session_state["last_ingest"] = {"what": what, "added": added, "skipped": list(dataset.skipped)}
+def next_round(name: str) -> None:
+    """Empty the inputs keyed by this round counter (a new key is a new, empty widget)."""
+    st.session_state[name] = st.session_state.get(name, 0) + 1
 
 
-def add_to_current(new: ingest.Dataset, what: str) -> None:
-    """Merge freshly ingested images into the current dataset (if any) and save the result."""
-    if len(new.images) == 0:
-        remember_report(0, new, what)
-        return
-    current = common.current_dataset()
-    combined, name = new, "My pictures"
-    if current:
-        combined = ingest.merge(common.load_dataset(current["path"], common.STORAGE_SIZE), new)
-        name = current["name"] if current["name"].endswith("My pictures") else current["name"] + " + My pictures"
-    common.save_dataset(combined, name)
-    remember_report(len(new.images), new, what)
+def add_pictures(class_name: str, files: list[tuple[str, bytes]], where: str, what: str,
+                 progress=None) -> bool:
+    """Add files to a class of the current dataset (one made if there is none); True when any was added."""
+    result = {}
 
+    def change():
+        datasets.checked_class_name(class_name)  # a bad name is refused before a new dataset is started for it
+        added = datasets.add_pictures(current_or_new_folder(), class_name, files, policy=common.STORAGE_POLICY,
+                                      progress=progress)
+        result["added"] = added
+        if added.added:
+            make_current(added.folder)
+
+    if not act(where, change):
+        return False
+    added = result["added"]
+    if not added.added:
+        say("error", f"None of {'that file' if len(files) == 1 else f'those {len(files)} files'} is a usable "
+            "picture, so nothing was added. The table says why.", where, added.skipped)
+        return False
+    report_ingest(added.added, added.skipped, f"to {common.plain(class_name.strip(), 100)} {what}", where)
+    return True
+
+
+# ---------------------------------------------------------------------- sources
 
 def demo_section() -> None:
     per_class, size = common.demo_size()
@@ -48,27 +136,20 @@ def demo_section() -> None:
         bar, report = progress_bar("Drawing the demo pictures...")
         dataset = demo_data.as_dataset(per_class=per_class, size=size, seed=0)
         report(0.7, "Saving the demo dataset...")
-        common.save_dataset(dataset, f"Demo shapes ({per_class} per class)")
-        report(1.0, "Done")
-        remember_report(len(dataset.images), dataset, "demo data")
+        if act("top", lambda: common.save_dataset(dataset, f"Demo shapes ({per_class} per class)")):
+            report_ingest(len(dataset.images), dataset.skipped, "from the demo data")
         st.rerun()
 
 
-def upload_section() -> None:
-    st.write("Give a class name, drop its pictures (JPEG, PNG, WebP, GIF, BMP, TIFF), and add them. "
-             "Repeat for each class. Files that are not usable images are skipped and listed below.")
-    round_key = st.session_state.setdefault("upload_round", 0)
-    class_name = st.text_input("Class name", key=f"upload_class_{round_key}", placeholder="e.g. cats")
-    files = st.file_uploader("Pictures of this class", accept_multiple_files=True, key=f"upload_files_{round_key}")
-    if st.button("Add these pictures", key="add_uploads", disabled=not files):
-        if not class_name.strip():
-            st.warning("Type a class name first: it is the label these pictures get.")
-            return
-        bar, report = progress_bar("Reading the pictures...")
-        new = ingest.from_uploads([(f.name, f.getvalue(), class_name) for f in files],
-                                  common.STORAGE_SIZE, policy=common.STORAGE_POLICY, progress=report)
-        add_to_current(new, f"{len(files)} uploaded files")
-        st.session_state["upload_round"] = round_key + 1  # empties the uploader for the next class
+def new_dataset_section() -> None:
+    st.write("Start an empty dataset, then add its classes below: each class by upload or with the camera. "
+             "The dataset you have now stays saved on the server for the runs that used it.")
+    name = st.text_input("Name of the new dataset", value=datasets.DEFAULT_NAME, key="new_dataset_name",
+                         max_chars=datasets.MAX_NAME)
+    if st.button("Start a new dataset", key="new_dataset", type="primary"):
+        if act("top", lambda: make_current(datasets.create(common.datasets_root(), name, common.STORAGE_SIZE))):
+            say("success", f"Started {common.plain(datasets.name_of(common.current_dataset()['path']))}: "
+                "add its first class below.", "classes")
         st.rerun()
 
 
@@ -77,39 +158,21 @@ def zip_section() -> None:
     archive = st.file_uploader("Zip of class folders", type=["zip"], key="zip_file")
     if st.button("Use this zip", key="use_zip", disabled=archive is None):
         bar, report = progress_bar("Reading the zip...")
-        dataset = ingest.from_zip(archive.getvalue(), common.STORAGE_SIZE, policy=common.STORAGE_POLICY,
-                                  progress=report)
-        if len(dataset.images) == 0:
-            remember_report(0, dataset, f"zip {archive.name}")
-            st.error("No usable image was found in that zip: it needs one folder per class with pictures "
-                     "inside. See what was skipped below.")
-            show_last_report()
-            return
-        common.save_dataset(dataset, f"Zip: {archive.name}")
-        remember_report(len(dataset.images), dataset, f"zip {archive.name}")
-        st.rerun()
+        loaded = {}
 
+        def change():
+            loaded["dataset"] = ingest.from_zip(archive.getvalue(), common.STORAGE_SIZE,
+                                                policy=common.STORAGE_POLICY, progress=report)
+            if len(loaded["dataset"].images):
+                common.save_dataset(loaded["dataset"], f"Zip: {archive.name}")
 
-def camera_section() -> None:
-    st.write("Take photos with this device's camera and add each to a class.")
-    if not st.toggle("Turn on the camera", key="camera_on"):
-        return
-    current = common.current_dataset()
-    known = current["classes"] if current else []
-    choice = st.selectbox("Class", known + ["A new class..."], key="camera_class_choice") if known else None
-    class_name = choice
-    if not known or choice == "A new class...":
-        class_name = st.text_input("New class name", key="camera_new_class")
-    photo = st.camera_input("Photo", key=f"camera_{st.session_state.get('camera_round', 0)}")
-    if st.button("Add the photo", key="add_photo", disabled=photo is None):
-        if not (class_name or "").strip():
-            st.warning("Type a class name first.")
-            return
-        count = st.session_state.get("camera_round", 0) + 1
-        new = ingest.from_uploads([(f"camera-{count:03d}.jpg", photo.getvalue(), class_name)],
-                                  common.STORAGE_SIZE, policy=common.STORAGE_POLICY)
-        add_to_current(new, "camera photo")
-        st.session_state["camera_round"] = count
+        if act("top", change):
+            dataset = loaded["dataset"]
+            if len(dataset.images) == 0:
+                say("error", "No usable image was found in that zip: it needs one folder per class with pictures "
+                    "inside. The table says what was skipped.", "top", dataset.skipped)
+            else:
+                report_ingest(len(dataset.images), dataset.skipped, f"from the zip {common.plain(archive.name)}")
         st.rerun()
 
 
@@ -119,52 +182,158 @@ def unlabeled_section() -> None:
     files = st.file_uploader("Unlabeled pictures or one zip", accept_multiple_files=True, key="unlabeled_files")
     if st.button("Use as the unlabeled set", key="use_unlabeled", disabled=not files):
         bar, report = progress_bar("Reading the unlabeled pictures...")
-        zips = [f for f in files if f.name.lower().endswith(".zip")]
-        if zips:
-            dataset = ingest.load_unlabeled(zips[0].getvalue(), common.STORAGE_SIZE, policy=common.STORAGE_POLICY,
-                                            progress=report)
-        else:
-            labeled = ingest.from_uploads([(f.name, f.getvalue(), "unlabeled") for f in files],
-                                          common.STORAGE_SIZE, policy=common.STORAGE_POLICY, progress=report)
-            dataset = ingest.Dataset(labeled.images, np.full(len(labeled.images), -1, dtype=np.int64), [],
-                                     labeled.paths, labeled.skipped, labeled.image_size)
-        if len(dataset.images) == 0:
-            st.error("None of those files is a usable picture; nothing was kept.")
-            report_table(dataset.skipped)
-            return
-        folder = runs.workspace() / "unlabeled" / common.owner() / common.new_dataset_id()
-        ingest.save_dataset(dataset, str(folder), source="unlabeled upload")
-        st.session_state["unlabeled"] = {"path": str(folder), "images": int(len(dataset.images)),
-                                         "skipped": list(dataset.skipped)}
+
+        def change():
+            zips = [f for f in files if f.name.lower().endswith(".zip")]
+            if zips:
+                dataset = ingest.load_unlabeled(zips[0].getvalue(), common.STORAGE_SIZE,
+                                                policy=common.STORAGE_POLICY, progress=report)
+            else:
+                labeled = ingest.from_uploads([(f.name, f.getvalue(), "unlabeled") for f in files],
+                                              common.STORAGE_SIZE, policy=common.STORAGE_POLICY, progress=report)
+                dataset = ingest.Dataset(labeled.images, np.full(len(labeled.images), -1, dtype=np.int64), [],
+                                         labeled.paths, labeled.skipped, labeled.image_size)
+            if len(dataset.images) == 0:
+                say("error", "None of those files is a usable picture; nothing was kept. The table says why.",
+                    "top", dataset.skipped)
+                return
+            folder = datasets.save(dataset, runs.workspace() / "unlabeled" / common.owner(), "unlabeled upload")
+            st.session_state["unlabeled"] = {"path": str(folder), "images": int(len(dataset.images)),
+                                             "skipped": list(dataset.skipped)}
+            say("success" if not dataset.skipped else "warning",
+                f"Unlabeled set ready: {count_words(len(dataset.images))}. The Autoencoder page uses it."
+                + skipped_words(dataset.skipped), "top", dataset.skipped)
+
+        act("top", change)
         st.rerun()
     unlabeled = st.session_state.get("unlabeled")
     if unlabeled:
-        st.success(f"Unlabeled set ready: {unlabeled['images']} pictures "
-                   f"({len(unlabeled['skipped'])} skipped). The Autoencoder page uses it.")
-        if unlabeled["skipped"]:
-            report_table(unlabeled["skipped"])
+        st.caption(f"Unlabeled set: {count_words(unlabeled['images'])}, "
+                   f"{count_words(len(unlabeled['skipped']), 'file')} skipped.")
 
 
-def report_table(skipped: list[dict]) -> None:
-    """The skipped files and why, as a table (cells are plain text, never HTML or Markdown)."""
-    rows = [{"file": str(item.get("path", "")), "why it was skipped": str(item.get("reason", ""))}
-            for item in skipped]
-    st.dataframe(rows, hide_index=True, width="stretch")
+# ---------------------------------------------------------------------- class cards
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def thumbnail(folder: str, picture: str) -> np.ndarray:
+    # a dataset folder never changes once written, so (folder, picture) names one picture for good
+    return datasets.thumbnail(folder, picture, THUMBNAIL_SIZE)
 
 
-def show_last_report() -> None:
-    last = st.session_state.get("last_ingest")
-    if not last:
+def class_card(info: dict, card: datasets.ClassCard, index: int) -> None:
+    name, where = card.name, f"class:{card.name}"
+    with st.container(border=True, key=f"class_card_{index}"):
+        st.markdown(f"**{common.plain(name)}** · {count_words(card.count)}")
+        show_message(where)
+        if card.pictures:
+            st.image([thumbnail(info["path"], p) for p in card.pictures[:THUMBNAILS_PER_CARD]], width=THUMBNAIL_SIZE)
+        else:
+            st.caption("No pictures yet: add some by upload or with the camera.")
+        buttons = st.container(horizontal=True)
+        with buttons.popover("Add pictures", icon=":material/add_photo_alternate:"):
+            upload_into(name, index)
+        filming = st.session_state.get("camera_class") == name
+        if buttons.button("Stop the camera" if filming else "Camera", key=f"camera_toggle_{index}",
+                          icon=":material/photo_camera:"):
+            st.session_state["camera_class"] = None if filming else name
+            st.rerun()
+        with buttons.popover("Rename", icon=":material/edit:"):
+            rename_form(name, index)
+        with buttons.popover("Delete class", icon=":material/delete:"):
+            st.write(f"Delete **{common.plain(name)}** and its {count_words(card.count)}? This cannot be undone.")
+            if st.button(f"Delete {common.plain(name, 60)}", key=f"delete_class_{index}", type="primary"):
+                if act(where, lambda: make_current(datasets.delete_class(info["path"], name))):
+                    say("success", f"Deleted the class {common.plain(name)} and its {count_words(card.count)}.",
+                        "classes")
+                st.rerun()
+        if filming:
+            camera(name, index)
+        if card.pictures and st.toggle("See all its pictures, delete some", key=f"see_all_{index}"):
+            picture_grid(info, card, where)
+
+
+def upload_into(name: str, index: int) -> None:
+    round_key = st.session_state.get("upload_round", 0)
+    files = st.file_uploader(f"Pictures of {common.plain(name, 60)} (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+                             accept_multiple_files=True, key=f"card_files_{index}_{round_key}")
+    if st.button(f"Add to {common.plain(name, 60)}", key=f"card_add_{index}", disabled=not files, type="primary"):
+        bar, report = progress_bar("Reading the pictures...")
+        if add_pictures(name, [(f.name, f.getvalue()) for f in files], f"class:{name}", "by upload", report):
+            next_round("upload_round")  # empties the uploaders
+        st.rerun()
+
+
+def rename_form(name: str, index: int) -> None:
+    new_name = st.text_input("New name", value=name, key=f"rename_to_{index}", max_chars=ingest.MAX_CLASS_NAME)
+    if st.button("Rename", key=f"rename_{index}", type="primary"):
+        if act(f"class:{name}", lambda: make_current(datasets.rename_class(common.current_dataset()["path"], name,
+                                                                           new_name))):
+            renamed = datasets.checked_class_name(new_name)
+            say("success", f"Renamed {common.plain(name)} to {common.plain(renamed)}.", f"class:{renamed}")
+            st.session_state.pop(f"rename_to_{index}", None)
+        st.rerun()
+
+
+def camera(name: str, index: int) -> None:
+    round_key = st.session_state.get("camera_round", 0)
+    key = f"camera_{round_key}"
+    st.camera_input(f"A photo for {common.plain(name, 60)}", key=key, on_change=photo_taken, args=(name, key),
+                    width=CAMERA_WIDTH)
+    st.caption("Each click on **Take Photo** adds the photo to this class at once, and the camera is ready for "
+               "the next one: point, click, point, click.")
+
+
+def photo_taken(name: str, key: str) -> None:
+    """on_change of the camera: the photo goes into the class at once; a new camera widget takes the next."""
+    photo = st.session_state.get(key)
+    if photo is None:
         return
-    skipped = last["skipped"]
-    message = f"Added {last['added']} pictures from the {common.plain(last['what'])}."
-    if skipped:
-        st.warning(message + f" {len(skipped)} files were skipped; the table says why.")
-        report_table(skipped)
-    elif last["added"]:
-        st.success(message)
-    else:
-        st.warning(message)
+    taken = st.session_state.get("photos_taken", 0) + 1
+    st.session_state["photos_taken"] = taken
+    add_pictures(name, [(f"camera-{taken:04d}.jpg", photo.getvalue())], f"class:{name}", "with the camera")
+    next_round("camera_round")
+
+
+def picture_grid(info: dict, card: datasets.ClassCard, where: str) -> None:
+    shown = card.pictures[:MOST_SHOWN]
+    if len(shown) < card.count:
+        st.caption(f"The first {len(shown)} of its {count_words(card.count)}.")
+    columns = st.columns(GRID_COLUMNS)
+    for number, picture in enumerate(shown):
+        with columns[number % GRID_COLUMNS]:
+            st.image(thumbnail(info["path"], picture), width=THUMBNAIL_SIZE)
+            if st.button("Delete", key=f"delete_picture::{picture}", icon=":material/close:", type="tertiary"):
+                if act(where, lambda: make_current(datasets.delete_picture(info["path"], picture))):
+                    say("success", f"Deleted a picture of {common.plain(card.name)}: "
+                        f"{count_words(card.count - 1)} left.", where)
+                st.rerun()
+
+
+def add_class_card() -> None:
+    with st.container(border=True, key="add_class_card"):
+        st.markdown("**Add a class**")
+        show_message("add_class")
+        round_key = st.session_state.get("add_class_round", 0)
+        name = st.text_input("Class name", key=f"add_class_name_{round_key}", placeholder="e.g. cats",
+                             max_chars=ingest.MAX_CLASS_NAME)
+        files = st.file_uploader("Its pictures (or add them later, by upload or with the camera)",
+                                 accept_multiple_files=True, key=f"add_class_files_{round_key}")
+        if st.button("Add the class", key="add_class", type="primary"):
+            if files:
+                bar, report = progress_bar("Reading the pictures...")
+                done = add_pictures(name, [(f.name, f.getvalue()) for f in files], "add_class", "by upload", report)
+            else:
+                def add_empty_class():
+                    datasets.checked_class_name(name)  # a bad name is refused before a dataset is started for it
+                    make_current(datasets.add_class(current_or_new_folder(), name))
+
+                done = act("add_class", add_empty_class)
+                if done:
+                    say("success", f"Added the class {common.plain(datasets.checked_class_name(name))}: now add its "
+                        "pictures, by upload or with the camera.", "add_class")
+            if done:
+                next_round("add_class_round")  # empties the name and the uploader for the next class
+            st.rerun()
 
 
 def class_chart(info: dict) -> go.Figure:
@@ -179,26 +348,27 @@ def class_chart(info: dict) -> go.Figure:
 
 def dataset_view(info: dict) -> None:
     st.subheader("Current dataset")
-    st.markdown(f"**{common.plain(info['name'])}**: {info['images']} pictures in {len(info['classes'])} classes")
+    st.markdown(f"**{common.plain(info['name'])}**: {count_words(info['images'])} in "
+                f"{count_words(len(info['classes']), 'class')}")
     small = [name for name, count in info["counts"].items() if count < 5]
     if len(info["classes"]) < 2:
-        st.info("Add a second class: a classifier needs at least two.")
+        st.info("Add a second class: a classifier needs at least two." if info["classes"] else
+                "No classes yet: add the first one below.")
     elif small:
         st.info("Few pictures in: " + ", ".join(common.plain(n) for n in small)
                 + ". Training needs at least 2 per class and works better with 10 or more.")
-    st.plotly_chart(class_chart(info), width="stretch", key="class_counts")
-    thumbs = common.load_dataset(info["path"], THUMBNAIL_SIZE)
-    for index, name in enumerate(thumbs.classes):
-        picks = np.flatnonzero(thumbs.labels == index)[:THUMBNAILS_PER_CLASS]
-        st.markdown(f"**{common.plain(name)}**: {info['counts'].get(name, len(picks))} pictures")
-        if len(picks):
-            st.image([np.asarray(thumbs.images[i], dtype=np.uint8) for i in picks], width=THUMBNAIL_SIZE)
+    show_message("classes")
+    for index, card in enumerate(datasets.class_cards(info["path"])):
+        class_card(info, card, index)
+    add_class_card()
+    if info["classes"]:
+        st.plotly_chart(class_chart(info), width="stretch", key="class_counts")
     if info["skipped"]:
-        with st.expander(f"{len(info['skipped'])} files were left out of this dataset"):
+        with st.expander(f"{count_words(len(info['skipped']), 'file')} left out of this dataset"):
             report_table(info["skipped"])
     if st.button("Clear the dataset", key="clear_dataset"):
         common.set_current_dataset(None)
-        st.session_state.pop("last_ingest", None)
+        st.session_state.pop(MESSAGE, None)
         st.rerun()
 
 
@@ -206,24 +376,24 @@ def main() -> None:
     st.title("Data")
     st.caption("Bring labeled pictures: one class per label. Everything is checked and resized on the server; "
                "bad files are skipped and listed, never fatal.")
-    show_last_report()
-    demo, upload, archive, camera, unlabeled = st.tabs(
-        ["Demo data", "Upload per class", "Zip", "Camera", "Unlabeled (autoencoder)"])
+    show_message("top")
+    demo, new, archive, unlabeled = st.tabs(["Demo data", "New dataset", "Zip", "Unlabeled (autoencoder)"])
     with demo:
         common.run_page(demo_section)
-    with upload:
-        common.run_page(upload_section)
+    with new:
+        common.run_page(new_dataset_section)
     with archive:
         common.run_page(zip_section)
-    with camera:
-        common.run_page(camera_section)
     with unlabeled:
         common.run_page(unlabeled_section)
     info = common.current_dataset()
     if info:
         dataset_view(info)
     else:
-        st.info("No dataset yet. Start with **Use the demo data**, or upload your own pictures.")
+        st.info("No dataset yet. Start with **Use the demo data**, start a **New dataset**, or add a first class "
+                "here:")
+        show_message("classes")
+        add_class_card()
 
 
 common.run_page(main)

@@ -217,11 +217,10 @@ def dataset_info(path: str | Path, name: str, summary: dict | None = None) -> di
 def save_dataset(dataset, name: str) -> dict:
     """Write a Dataset under this session's folder, make it current and return its info.
     Each save is a new folder, so a run that trains on an earlier version is never disturbed."""
-    from core import ingest
+    from core import datasets
 
-    folder = datasets_root() / new_dataset_id()
-    ingest.save_dataset(dataset, str(folder), source=name)  # the manifest keeps the name for a reload
-    info = dataset_info(folder, name, dataset.summary())
+    folder = datasets.save(dataset, datasets_root(), name)  # the manifest keeps the name for a reload
+    info = dataset_info(folder, datasets.name_of(folder), dataset.summary())
     set_current_dataset(info)
     return info
 

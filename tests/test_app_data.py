@@ -60,46 +60,144 @@ def test_a_page_run_without_the_entry_point_still_gets_the_frame(app_env):
     assert at.query_params["session"] == at.session_state["owner"]
 
 
-def test_uploads_per_class_report_skipped_files_and_show_html_names_as_text(app_env):
+def jpeg_bytes(colour, size=40) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), colour, dtype=np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def messages(at) -> list[tuple[str, str]]:
+    """The page's messages as (kind, text as read on screen: Markdown escapes undone); its info boxes are
+    hints about the dataset, not messages."""
+    return [(kind, re.sub(r"\\(.)", r"\1", str(box.value)))
+            for kind in ("success", "warning", "error") for box in getattr(at, kind)]
+
+
+def card_titles(at) -> list[str]:
+    return [str(m.value) for m in at.markdown if " · " in str(m.value)]
+
+
+def test_a_first_class_with_uploads_reports_skipped_files_and_shows_html_names_as_text(app_env):
     at = start_app()
-    at.text_input(key="upload_class_0").set_value(HOSTILE_CLASS)
-    at.file_uploader(key="upload_files_0").set_value([
+    at.text_input(key="add_class_name_0").set_value(HOSTILE_CLASS)
+    at.file_uploader(key="add_class_files_0").set_value([
         ("red.png", png_bytes((255, 0, 0)), "image/png"),
         ("red2.png", png_bytes((250, 5, 5)), "image/png"),
         ("<i>evil.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg"),
     ])
     at.run()
-    at.button(key="add_uploads").click().run()
+    at.button(key="add_class").click().run()
     assert_no_exception(at)
     assert not errors(at)
     info = at.session_state["dataset"]
-    assert info["classes"] == [HOSTILE_CLASS] and info["images"] == 2
+    assert info["classes"] == [HOSTILE_CLASS] and info["images"] == 2 and info["name"] == "My pictures"
     # every Markdown source shows the name escaped: no raw tag, no live link
     again = start_app({"session": at.session_state["owner"]})
-    sources = [str(m.value) for m in at.markdown] + [str(m.value) for m in again.sidebar.markdown]
+    sources = ([str(m.value) for m in at.markdown] + [str(m.value) for m in again.sidebar.markdown]
+               + [str(box.value) for box in at.warning])
     assert any("onerror" in str(m.value) for m in again.sidebar.markdown)
     assert any(r"\<img src\=x onerror\=alert\(1\)\>" in s for s in sources)
     assert not any(re.search(r"(?<!\\)<", s) or "](javascript" in s or "**bold**" in s for s in sources)
     # the chart's labels are HTML-escaped for Plotly
     [label] = plotly_specs(at)["class_counts"]["data"][0]["x"]
     assert label.startswith("&lt;img src=x onerror=alert(1)&gt;") and "<" not in label
-    # the skipped file is reported, in a table (cells are text)
-    assert "1 files were skipped" in shown_text(at)
+    # the skipped file is reported, with grammar, in a table (cells are text)
+    [(kind, text)] = messages(at)
+    assert kind == "warning" and text.startswith("Added 2 pictures to ") and "1 file was skipped" in text
     table = at.dataframe[0].value
     assert list(table["file"]) == [f"{HOSTILE_CLASS}/<i>evil.jpg"]
     assert "HTML" in table["why it was skipped"][0] or "not an image" in table["why it was skipped"][0].lower()
 
 
-def test_a_class_name_with_a_slash_is_refused_in_plain_words(app_env):
+def test_a_class_name_with_a_slash_is_refused_in_one_line_and_nothing_typed_is_lost(app_env):
     at = start_app()
-    at.text_input(key="upload_class_0").set_value("<b>a/b</b>")
-    at.file_uploader(key="upload_files_0").set_value([("x.png", png_bytes((0, 0, 255)), "image/png")])
+    at.text_input(key="add_class_name_0").set_value("<b>a/b</b>")
+    at.file_uploader(key="add_class_files_0").set_value([("x.png", png_bytes((0, 0, 255)), "image/png")])
     at.run()
-    at.button(key="add_uploads").click().run()
+    at.button(key="add_class").click().run()
     assert_no_exception(at)
     [message] = errors(at)
-    assert "could not be used" in message and r"\<b\>a/b\</b\>" in message
-    assert "<b>" not in message
+    assert r"\<b\>a/b\</b\>" in message and "contains" in message and "plain name" in message
+    assert "<b>" not in message and "\n" not in message
+    assert at.text_input(key="add_class_name_0").value == "<b>a/b</b>"  # still there to correct
+    assert len(at.file_uploader(key="add_class_files_0").value) == 1
+    assert "dataset" not in at.session_state or at.session_state["dataset"] is None  # no dataset started for it
+
+
+def test_class_cards_rename_delete_upload_and_camera(app_env):
+    """A teacher's edits on the demo's cards; each one is what Train uses next, and survives a reload."""
+    at = load_demo(start_app())
+    assert card_titles(at) == [f"**{name}** · 4 pictures" for name in ("circle", "square", "star", "triangle")]
+    first_path = at.session_state["dataset"]["path"]
+    assert len(at.get("image")) == 4  # a row of thumbnails a card
+    # rename: the class keeps its pictures; the message replaces the demo's
+    at.text_input(key="rename_to_0").set_value("round")
+    at.button(key="rename_0").click().run()
+    assert at.session_state["dataset"]["classes"] == ["round", "square", "star", "triangle"]
+    assert messages(at) == [("success", "Renamed circle to round.")]
+    # a rename onto a taken name: a red line in the card, no green left above it, nothing changed
+    at.text_input(key="rename_to_0").set_value("square")
+    at.button(key="rename_0").click().run()
+    [(kind, text)] = messages(at)
+    assert kind == "error" and 'already a class called "square"' in text
+    assert at.session_state["dataset"]["classes"] == ["round", "square", "star", "triangle"]
+    # delete pictures from "square" down to one: the card's count and its grammar follow
+    at.toggle(key="see_all_1").set_value(True).run()
+    for left in (3, 2, 1):
+        [picture] = [b.key for b in at.button if b.key.startswith("delete_picture::square/")][:1]
+        at.button(key=picture).click().run()
+        assert at.session_state["dataset"]["counts"]["square"] == left
+    assert "**square** · 1 picture" in card_titles(at)
+    assert messages(at) == [("success", "Deleted a picture of square: 1 picture left.")]
+    # delete a class
+    at.button(key="delete_class_2").click().run()
+    assert at.session_state["dataset"]["classes"] == ["round", "square", "triangle"]
+    # upload into a named class: one good file, one bad one skipped with the reason
+    at.file_uploader(key="card_files_2_0").set_value([("t.png", png_bytes((9, 9, 9)), "image/png"),
+                                                      ("t.txt", b"not a picture", "text/plain")])
+    at.run()
+    at.button(key="card_add_2").click().run()
+    assert at.session_state["dataset"]["counts"]["triangle"] == 5
+    [(kind, text)] = messages(at)
+    assert kind == "warning" and "Added 1 picture to triangle by upload. 1 file was skipped" in text
+    # the camera: each photo goes into the class at once, and a fresh camera waits for the next
+    at.button(key="camera_toggle_0").click().run()
+    for shot in (1, 2):
+        at.camera_input(key=f"camera_{shot - 1}").set_value((f"shot{shot}.jpg", jpeg_bytes((0, 200, 0)),
+                                                              "image/jpeg")).run()
+        assert at.session_state["dataset"]["counts"]["round"] == 4 + shot
+    assert [c.key for c in at.camera_input] == ["camera_2"]
+    assert_no_exception(at)
+    # Train starts runs on the current dataset: the edited one, a new folder (the demo's is kept as it was)
+    from core import datasets, ingest
+
+    path = at.session_state["dataset"]["path"]
+    assert path != first_path and len(datasets.class_cards(first_path)) == 4
+    assert ingest.load_labeled(path, 32).counts == {"round": 6, "square": 1, "triangle": 5}
+    again = start_app({"session": at.session_state["owner"]})
+    assert again.session_state["dataset"]["path"] == path
+    assert "12 images, 3 classes" in "\n".join(str(m.value) for m in again.sidebar.markdown)
+
+
+def test_a_new_dataset_starts_empty_and_named_without_merging_into_the_current_one(app_env):
+    at = load_demo(start_app())
+    demo = at.session_state["dataset"]
+    at.text_input(key="new_dataset_name").set_value("Class 4B")
+    at.button(key="new_dataset").click().run()
+    info = at.session_state["dataset"]
+    assert info["name"] == "Class 4B" and info["images"] == 0 and info["path"] != demo["path"]
+    assert messages(at) == [("success", "Started Class 4B: add its first class below.")]
+    assert card_titles(at) == []
+    at.text_input(key="add_class_name_0").set_value("cats")
+    at.run()
+    at.button(key="add_class").click().run()
+    assert card_titles(at) == ["**cats** · 0 pictures"]
+    at.file_uploader(key="card_files_0_0").set_value([("c.png", png_bytes((1, 2, 3)), "image/png")])
+    at.run()
+    at.button(key="card_add_0").click().run()
+    info = at.session_state["dataset"]
+    assert info["name"] == "Class 4B" and info["counts"] == {"cats": 1}  # no demo shapes merged in
+    assert "**Class 4B**: 1 picture in 1 class" in shown_text(at)
 
 
 def test_a_zip_replaces_the_dataset(app_env):
