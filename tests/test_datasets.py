@@ -152,3 +152,9 @@ def test_save_writes_a_loaded_dataset_as_a_new_version(root, demo_dir):
     second = datasets.save(loaded, root, "Shapes again")
     assert second.name > first.name and datasets.name_of(second) == "Shapes again"
     assert listing(first) == loaded.counts
+
+
+def test_versions_made_within_one_second_sort_in_the_order_they_were_made(root, monkeypatch):
+    monkeypatch.setattr(datasets.time, "strftime", lambda pattern: "20990101-000000")
+    folders = [datasets.create(root, f"version {n}", 8) for n in range(8)]
+    assert sorted(folders, key=lambda folder: folder.name) == folders
