@@ -210,6 +210,7 @@ def render_owner_panel(row: dict) -> None:
     browser session): only its hash is kept on the server, so a lost link is revoked and made anew."""
     me = common.owner()
     made = st.session_state.setdefault("_share_urls", {})  # link id -> URL, this browser session's
+    st.divider()
     st.subheader("Share this model")
     st.caption("A link that opens this model's card and lets whoever has it try the model on their own "
                "pictures, and nothing else: not your pictures, runs or settings. Revoke it when you are done.")
@@ -222,13 +223,15 @@ def render_owner_panel(row: dict) -> None:
         with st.container(border=True):
             age = common.format_seconds(max(0.0, now - link.created)) or "0 s"
             if not link.active:
-                st.markdown(f"Link made {age} ago: **revoked**, it now says so to whoever opens it.")
+                st.markdown(f"Made {age} ago, **revoked**: it now tells whoever opens it that it was revoked.")
                 continue
             url = made.get(link.id)
             if url:
-                st.code(url, language=None, wrap_lines=True)
-            st.markdown(f"Link made {age} ago: **active**"
-                        + ("" if url else " (it was shown when it was made: only a fingerprint of it is kept)"))
+                st.code(url, language=None, wrap_lines=True)  # with a copy button
+                st.markdown(f"Made {age} ago, **active**: send this link to whoever should try the model.")
+            else:
+                st.markdown(f"Made {age} ago, **active**. Its address was shown when it was made; only a "
+                            "fingerprint of it is kept here, so if it is lost, revoke it and share again.")
             if st.button("Revoke", key=f"share_revoke::{link.id}", icon=":material/link_off:"):
                 shares.revoke(link.id, me)
                 st.rerun()
