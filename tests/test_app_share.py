@@ -116,3 +116,21 @@ def test_a_link_revoked_while_open_stops_at_the_next_click(owner_run, demo_dir):
     at.file_uploader(key="share_files").set_value(("mine.png", picture.read_bytes(), "image/png")).run()
     assert_no_exception(at)
     assert "revoked" in str(at.warning[0].value) and "share_bars::0" not in plotly_specs(at)
+
+
+def test_a_share_link_that_carries_a_session_too_is_the_preview_alone(owner_run, isolated_workspace, demo_dir):
+    """A share link pasted onto the owner's URL (?session=...&run=...&share=...) still opens only the preview,
+    and the session and run leave the URL, so a forwarded copy of it carries no session."""
+    from core import sessions
+    from streamlit.testing.v1 import AppTest
+
+    sessions.remember(OWNER)
+    token, _ = shares.create(RUN_ID, OWNER)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params.update({"session": OWNER, "run": RUN_ID, "share": token})
+    at.run()
+    assert_no_exception(at)
+    assert at.title[0].value == "Shared model" and at.file_uploader(key="share_files")
+    assert dict(at.query_params) == {"share": token}
+    text = everything_shown(at)
+    assert OWNER not in text and RUN_ID not in text and not at.sidebar.children
