@@ -330,12 +330,17 @@ class Trainer:
         with self.clock.phase("feature_cache"):
             features = models.compute_features(
                 network.lower, np.concatenate([x_train, x_val]), batch_size=max(config.batch_size, 16),
-                dtype=FEATURE_CACHE_DTYPE, progress=lambda f, m: self.writer.progress("feature_cache", f, m),
-                message="caching frozen features")
+                dtype=FEATURE_CACHE_DTYPE, progress=self._cache_progress, message="caching frozen features")
         self.writer.event("feature_cache", used=True, shape=list(shape), bytes=int(features.nbytes), images=total)
         self.log(f"feature cache: {total} images x {shape} {features.dtype} = {features.nbytes / 2**20:.1f} MB")
         return FitInputs(features[: len(x_train)], features[len(x_train):], network.upper,
                          {"used": True, "shape": list(shape), "bytes": int(features.nbytes)})
+
+    def _cache_progress(self, fraction: float, message: str) -> None:
+        """The feature cache's progress event after each batch, then a stop check: a stop lands within one
+        batch of the forward pass (the longest step before the first epoch) rather than after it."""
+        self.writer.progress("feature_cache", fraction, message)
+        self.check_stop()
 
     def phases(self) -> list[Phase]:
         """The recipe as a list of fits: one, or the head first and then fine-tuning at a tenth of the rate."""
@@ -487,6 +492,7 @@ class Trainer:
                 def report(fraction, message, offset=done, size=len(images)):
                     writer.progress("feature_cache", (offset + fraction * size) / total,
                                     f"computing features: {message.split(': ', 1)[-1]}")
+                    self.check_stop()  # a stop lands within one batch of the forward pass
 
                 outputs[name] = auto.extract(extractor, images, keep_maps=None if flip else keep_maps,
                                              batch_size=max(config.batch_size, 16), flip=flip,

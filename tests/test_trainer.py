@@ -270,3 +270,25 @@ def test_best_weights_by_loss_alone_and_nothing_to_restore_without_validation():
     no_validation = BestWeights()
     tiny_classifier().fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[no_validation])
     assert no_validation.best_epoch is None and not no_validation.restore()
+
+
+@pytest.mark.parametrize("recipe", ["manual", "auto"])
+def test_a_stop_during_the_forward_pass_lands_within_one_batch(demo_dir, run_dir, monkeypatch, recipe):
+    """The forward pass is the longest step before the first epoch: a stop must not wait for its end."""
+    progress = runs.RunWriter.progress
+    seen = []
+
+    def stop_at_first_batch(writer, phase, fraction, message=""):
+        if phase == "feature_cache":
+            seen.append(fraction)
+            if len(seen) == 1:
+                runs.request_stop(writer.path)  # the user's click, arriving mid-pass
+        return progress(writer, phase, fraction, message)
+
+    monkeypatch.setattr(runs.RunWriter, "progress", stop_at_first_batch)
+    config = {**TINY, "batch_size": 16} if recipe == "manual" else {
+        key: value for key, value in TINY.items() if key != "freeze_depth"}
+    result = training.train(TrainConfig.from_dict(config), demo_dir, run_dir)
+    assert result.state == "stopped" and runs.read_status(run_dir)["state"] == "stopped"
+    assert seen == [seen[0]] and seen[0] < 1.0  # no batch ran after the one in which the stop came
+    assert not (run_dir / "model.keras").exists()
