@@ -204,7 +204,8 @@ def _unrecognised_reason(data: bytes) -> str:
     if head.startswith(b"%!PS"):
         return "PostScript/EPS is not supported"
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-        return "HEIC/HEIF is not supported: convert to JPEG or PNG"
+        return ("HEIC/HEIF (a phone's photo format) is not supported: convert to JPEG or PNG (on an iPhone, "
+                "Settings > Camera > Formats > Most Compatible takes JPEG photos)")
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
         return "AVIF is not supported: convert to JPEG or PNG"
     if head.startswith(b"PK\x03\x04"):

@@ -47,6 +47,16 @@ def test_specific_reasons_read_as_plain_words():
                        "truncated": "truncated or corrupt image"}
 
 
+def test_heic_and_avif_are_refused_with_advice():
+    """HEIC stays refused (see README, "Pictures"): a phone photo gets the way to a JPEG, not "corrupt"."""
+    for brand, words in ((b"heic", "HEIC/HEIF (a phone's photo format) is not supported: convert to JPEG or PNG"),
+                         (b"mif1", "Most Compatible"), (b"avif", "AVIF is not supported: convert to JPEG or PNG")):
+        box = (24).to_bytes(4, "big") + b"ftyp" + brand + b"\0\0\0\0" + brand + bytes(64)
+        with pytest.raises(ImageError) as caught:
+            decode_image(box)
+        assert words in caught.value.reason
+
+
 def test_cmyk_jpeg_becomes_red_rgb():
     image = decode_image(badfiles.cmyk_jpeg())
     assert image.mode == "RGB" and close(image.getpixel((20, 20)), (255, 0, 0), 20)
