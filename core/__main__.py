@@ -1,4 +1,4 @@
-"""Command line: python -m core {demo-data,train,evaluate,predict,experiment,report,export,fetch-weights}.
+"""Command line: python -m core {demo-data,photo-demo,train,evaluate,predict,experiment,report,export,fetch-weights}.
 
 Bad arguments exit 2 with a one-line message; a failed run exits 1 with its plain-words error.
 Progress goes to stderr, results (JSON) to stdout.
@@ -6,6 +6,7 @@ Progress goes to stderr, results (JSON) to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--per-class", type=int, default=30)
     demo.add_argument("--size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
+
+    photos = commands.add_parser("photo-demo", help="download the real-photo demo (TensorFlow's flower photos) into "
+                                 "Keras's cache; with OUT, also write PER_CLASS photos a class there")
+    photos.add_argument("out", nargs="?")
+    photos.add_argument("--per-class", type=int, default=30)
+    photos.add_argument("--size", type=int, default=256, help="pixels of the photos written to OUT (default 256)")
 
     train = commands.add_parser("train", help="train a model; writes a run directory")
     train.add_argument("data", help="a folder with one subfolder per class, or a zip of the same")
@@ -237,6 +244,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_photo_demo(args) -> int:
+    from core import ingest, photo_demo
+
+    if args.per_class < 2:
+        raise UsageError("--per-class must be at least 2")
+    if args.out is not None and not 16 <= args.size <= 1024:
+        raise UsageError("--size must be from 16 to 1024")
+    with contextlib.redirect_stdout(sys.stderr):  # Keras's download bar: stdout carries the result alone
+        root = photo_demo.fetch(progress=_download_progress())
+    if args.out is None:
+        _say("the flower photos are in Keras's cache: the Data page offers them without a download")
+        print(root)
+        return 0
+    dataset = photo_demo.as_dataset(per_class=args.per_class, size=args.size)
+    out = ingest.save_dataset(dataset, args.out, source=photo_demo.TITLE)
+    _say(f"wrote {len(dataset.images)} photos in {len(dataset.classes)} classes to {out}")
+    print(out)
+    return 0
+
+
 def cmd_fetch_weights(args) -> int:
     from core import weights
 
@@ -279,7 +306,7 @@ def _download_progress():
 
 COMMANDS = {"demo-data": cmd_demo_data, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "experiment": cmd_experiment, "report": cmd_report, "export": cmd_export,
-            "fetch-weights": cmd_fetch_weights}
+            "fetch-weights": cmd_fetch_weights, "photo-demo": cmd_photo_demo}
 
 
 def _import_keras_quietly() -> None:
