@@ -12,13 +12,15 @@ import streamlit as st
 
 from core import datasets, demo_data, ingest, runs
 from core.datasets import count_words
-from pages import common
+from pages import camera_burst, common
 
 THUMBNAILS_PER_CARD = 8
 THUMBNAIL_SIZE = 64
 GRID_COLUMNS = 8        # pictures a row when a class's pictures are shown to delete some
 MOST_SHOWN = 200        # pictures shown at once in that grid (each has its own button)
 CAMERA_WIDTH = 480      # pixels on screen: big enough to aim, small enough to see the card's count above
+ONE_A_CLICK, BURST = "One a click", "A burst"
+BURST_SIZES = [3, 5, 10, 20, 30]
 MESSAGE = "data_message"
 
 
@@ -275,6 +277,19 @@ def rename_form(name: str, index: int) -> None:
 
 
 def camera(name: str, index: int) -> None:
+    mode = st.segmented_control("Photos", [ONE_A_CLICK, BURST], default=ONE_A_CLICK, key="camera_mode")
+    if mode == BURST:
+        count = st.select_slider("Photos in a burst", BURST_SIZES, value=10, key="burst_size")
+        photos = camera_burst.burst(f"burst_{index}", count, common.STORAGE_SIZE, f"Take {count} photos")
+        st.caption(f"One click takes {count} photos, {camera_burst.INTERVAL_MS / 1000:g} s apart: turn the object "
+                   "or move the camera a little while it runs. They all go into this class.")
+        if photos:
+            taken = st.session_state.get("photos_taken", 0)
+            st.session_state["photos_taken"] = taken + len(photos)
+            add_pictures(name, [(f"camera-{taken + n + 1:04d}.jpg", photo) for n, photo in enumerate(photos)],
+                         f"class:{name}", "with the camera")
+            st.rerun()
+        return
     round_key = st.session_state.get("camera_round", 0)
     key = f"camera_{round_key}"
     st.camera_input(f"A photo for {common.plain(name, 60)}", key=key, on_change=photo_taken, args=(name, key),

@@ -167,7 +167,9 @@ def test_class_cards_rename_delete_upload_and_camera(app_env):
                                                               "image/jpeg")).run()
         assert at.session_state["dataset"]["counts"]["round"] == 4 + shot
     assert [c.key for c in at.camera_input] == ["camera_2"]
+    at.segmented_control(key="camera_mode").set_value("A burst").run()  # the burst camera (browser test: photos)
     assert_no_exception(at)
+    assert not at.camera_input and "One click takes 10 photos" in shown_text(at)
     # Train starts runs on the current dataset: the edited one, a new folder (the demo's is kept as it was)
     from core import datasets, ingest
 
@@ -267,3 +269,19 @@ def test_plotly_labels_escape_tags_but_show_quotes_as_quotes():
 
     assert common.plotly_text('say "hi" <b>') == 'say "hi" &lt;b&gt;'
     assert common.plotly_text("</script>&") == "&lt;/script&gt;&amp;"
+
+
+def test_the_burst_camera_takes_only_jpeg_photos_from_the_browser():
+    """The burst camera's photos arrive from the browser as data URLs: only JPEGs are taken, at most 30, each
+    under the size cap; anything else in the payload is left out (the pictures are then judged by content)."""
+    import base64
+
+    from pages import camera_burst
+
+    jpeg = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes((1, 2, 3))).decode()
+    assert camera_burst.photos_from([jpeg, jpeg]) == [jpeg_bytes((1, 2, 3))] * 2
+    assert camera_burst.photos_from([jpeg] * 50) == [jpeg_bytes((1, 2, 3))] * camera_burst.MOST_PHOTOS
+    other = "data:text/plain;base64," + base64.b64encode(jpeg_bytes((1, 2, 3))).decode()  # a prefix as long
+    assert camera_burst.photos_from([other, "data:image/jpeg;base64,@@", 7, None,
+                                     "data:image/jpeg;base64," + "A" * (camera_burst.MAX_PHOTO_BYTES * 2)]) == []
+    assert camera_burst.photos_from("data:image/jpeg;base64,AAAA") == [] and camera_burst.photos_from(None) == []

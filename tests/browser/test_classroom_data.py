@@ -1,8 +1,9 @@
 """Issue 11 (d), classes as cards, in a real browser: Debian's Chromium (with its fake camera, which films a
 moving test pattern) driven by Playwright against `streamlit run` on localhost. On the demo's cards a teacher
-renames a class, deletes a picture, uploads into a class (one bad file skipped, the good one kept) and takes
-photos into a class one click each; the Train page then trains on that edited dataset. No server path or
-session token shows on the page. Screenshots go to test-artifacts/browser/classroom-d-*.png."""
+renames a class, deletes a picture, uploads into a class (one bad file skipped, the good one kept), takes
+photos into a class one click each, then a burst of three with one click; the Train page then trains on that
+edited dataset. No server path or session token shows on the page. Screenshots go to
+test-artifacts/browser/classroom-d-*.png."""
 from __future__ import annotations
 
 import io
@@ -42,6 +43,13 @@ def png(colour) -> bytes:
 
 def card(page, index: int):
     return page.locator(f".st-key-class_card_{index}")
+
+
+def camera_ready(page, where) -> None:
+    """Wait until the camera in ``where`` films (a click on Take Photo before that takes nothing)."""
+    video = where.locator("video").first
+    video.wait_for()
+    page.wait_for_function("(video) => video.readyState >= 2 && video.videoWidth > 0", arg=video.element_handle())
 
 
 def shot(page, name: str, locator=None) -> None:
@@ -105,11 +113,28 @@ def test_classes_as_cards_rename_delete_a_picture_upload_and_camera(small_server
             card(page, 3).get_by_role("button", name="Camera").click()
             take = card(page, 3).get_by_role("button", name="Take Photo")
             for count in (5, 6):
+                camera_ready(page, card(page, 3))
                 take.click()
                 card(page, 3).get_by_text(f"triangle · {count} pictures").wait_for()
                 wait_idle(page, 500)
             take.scroll_into_view_if_needed()
             shot(page, "4-camera")  # the whole view: an element shot of a live camera comes out distorted
+
+            # a burst: one click, three photos, all into the class
+            card(page, 3).get_by_text("A burst", exact=True).click()
+            wait_idle(page)
+            slider = card(page, 3).get_by_role("slider")
+            slider.focus()
+            slider.press("Home")  # 3 photos, the smallest burst
+            burst = card(page, 3).get_by_role("button", name="Take 3 photos")
+            burst.wait_for()
+            card(page, 3).get_by_text("Ready", exact=True).wait_for()  # the camera is open
+            burst.click()
+            card(page, 3).get_by_text("triangle · 9 pictures").wait_for()
+            card(page, 3).get_by_text("Added 3 pictures to triangle with the camera.").wait_for()
+            wait_idle(page, 800)
+            burst.scroll_into_view_if_needed()
+            shot(page, "5-burst")
 
             text = page.locator("body").inner_text()
             token = page.evaluate("() => new URLSearchParams(location.search).get('session')")
@@ -117,8 +142,8 @@ def test_classes_as_cards_rename_delete_a_picture_upload_and_camera(small_server
 
             # the Train page trains on the edited dataset
             page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
-            page.get_by_text("Demo shapes (4 per class), 18 pictures, 4 classes").wait_for()
-            shot(page, "5-train-uses-it")
+            page.get_by_text("Demo shapes (4 per class), 21 pictures, 4 classes").wait_for()
+            shot(page, "6-train-uses-it")
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "classroom-d-failure.png"), full_page=True)
             raise
