@@ -272,14 +272,14 @@ def learning_rate_test(dataset_path: str, settings_json: str, steps: int, _progr
     return lr_finder.find_learning_rate(config, dataset, steps=steps, progress=_progress)
 
 
-def lr_finder_section(values: dict) -> None:
+def lr_finder_section(values: dict, weights_ready: bool) -> None:
     st.subheader("Learning-rate finder")
     st.caption("A short range test: train for a few steps while the learning rate rises from 1e-6 to 1; the "
                "loss falls, then blows up. A good rate sits where it falls fastest.")
     info = common.current_dataset()
     config, problems = common.validate_config(values)
     steps = common._env_int(common.LR_STEPS_ENV, 100, 10, 1000)
-    if st.button("Find a learning rate", key="lr_find", disabled=not info or bool(problems)):
+    if st.button("Find a learning rate", key="lr_find", disabled=not info or bool(problems) or not weights_ready):
         settings = config.to_json()
         with st.status("Running the learning-rate test...", expanded=True) as status:
             bar = st.progress(0.0, text="Preparing the model...")
@@ -290,6 +290,8 @@ def lr_finder_section(values: dict) -> None:
         st.session_state["lr_result"] = {"dataset": info["id"], "settings": settings, "result": result}
     if not info:
         st.caption("Pick a dataset on the Data page first.")
+    elif not weights_ready:  # the test trains the chosen weights too
+        st.caption("The test needs the chosen weights, which are not on this server: see **Weights** above.")
     found = st.session_state.get("lr_result")
     if not found:
         return
@@ -309,7 +311,6 @@ def lr_finder_section(values: dict) -> None:
 
 def main() -> None:
     st.title("Model")
-    weights_panel.restore()  # after a reload or on a deep link: the settings this session kept
     values = common.config()
     info = common.current_dataset()
     n_classes = max(2, len(info["classes"])) if info else 4
@@ -337,7 +338,7 @@ def main() -> None:
         st.success(f"These settings are valid. {common.plain(common.settings_summary(values), 400)}. "
                    "Start training on the **Train** page.")
     if recipe == "manual":
-        lr_finder_section(values)
+        lr_finder_section(values, weights.ready)
 
 
 common.run_page(main)

@@ -12,6 +12,8 @@ from pages import weights_panel
 
 POLL_SECONDS = 1.0
 ACTIVE = ("queued", "running")
+START_WAITS_FOR_WEIGHTS = ("Start is off: the chosen weights are not on this server. Start from random weights "
+                           "or upload a weights file above.")
 
 
 def start_run(config, info: dict) -> None:
@@ -20,7 +22,9 @@ def start_run(config, info: dict) -> None:
     st.rerun()
 
 
-def controls() -> None:
+def controls(weights_ready: bool) -> None:
+    """The dataset and settings a run would use, and Start and Stop. Start is off, with the reason beside it,
+    without a dataset or while the chosen weights are not on this server (``weights_panel.notice``)."""
     values = common.config()
     info = common.current_dataset()
     config, problems = common.validate_config(values)
@@ -36,17 +40,18 @@ def controls() -> None:
     run_id = common.current_run()
     status = common.run_status(run_id) if run_id else None
     active = bool(status and status.get("state") in ACTIVE)
-    buttons = st.container(horizontal=True)
-    start = stop = buttons
-    if start.button("Start training", type="primary", key="start", disabled=not info):
+    buttons = st.container(horizontal=True, vertical_alignment="center")
+    if buttons.button("Start training", type="primary", key="start", disabled=not info or not weights_ready):
         if problems:
             st.error("Nothing was started: fix the settings named above first.")
         else:
             start_run(config, info)
-    if stop.button("Stop", key="stop", disabled=not active):
+    if buttons.button("Stop", key="stop", disabled=not active):
         common.job_manager().stop(run_id, owner=common.owner())
         st.toast("Stop requested: the run stops after the current batch and keeps its best model.")
         st.rerun()
+    if info and not weights_ready:
+        buttons.caption(START_WAITS_FOR_WEIGHTS)
 
 
 def phase_progress(summary: dict, status: dict) -> None:
@@ -315,8 +320,8 @@ def started_at(run_id: str) -> str:
 
 def main() -> None:
     st.title("Train")
-    weights_panel.notice()  # the weights are there, or the other choices in place (before Start)
-    controls()
+    weights_ready = weights_panel.notice()  # the weights are there, or the other choices in place (before Start)
+    controls(weights_ready)
     run_id = common.current_run()
     if run_id:
         status = common.run_status(run_id)

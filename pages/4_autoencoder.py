@@ -139,9 +139,11 @@ def start_run(values: dict, info: dict) -> None:
                                            "fine_tune_encoder", "image_size")}
     chosen["autoencoder_epochs"], chosen["epochs"] = int(chosen["autoencoder_epochs"]), int(chosen["epochs"])
     chosen["fine_tune_encoder"] = bool(chosen["fine_tune_encoder"]) and values["head"] not in ("svm", "random_forest")
-    # the autoencoder path is always the manual recipe (auto chooses among VGG16 models only)
+    # the autoencoder path is always the manual recipe (auto chooses among VGG16 models only), and it reads no
+    # VGG16 weights: the Model page's weights choice (ImageNet missing here, a file not yet uploaded) never
+    # blocks it, and no uploaded file's server path is filed with the run
     settings_values = {**common.config(), **chosen, "model": "autoencoder", "recipe": "manual", "preset": None,
-                       "two_phase": False,
+                       "two_phase": False, "weights": "none",
                        "unlabeled": unlabeled["path"] if unlabeled and values.get("use_unlabeled") else None}
     config, problems = common.validate_config(settings_values)
     if problems:

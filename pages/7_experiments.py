@@ -6,7 +6,8 @@ watch the rows fill in, read the charts. core.experiments does the work; this pa
 import streamlit as st
 
 from core import experiments, jobs
-from pages import common
+from core import weights as vgg16_weights
+from pages import common, weights_panel
 
 POLL_SECONDS = 2.0
 DESCRIPTIONS = {
@@ -49,9 +50,13 @@ def settings_form(info: dict, running: bool, owner: str) -> None:
     epochs = right.number_input("Epochs per run", min_value=1, max_value=200, step=1,
                                 value=experiments.QUICK_EPOCHS if quick else experiments.DEFAULT_EPOCHS,
                                 key=f"experiment_epochs_{quick}")
-    st.caption(f"Pretrained weights **{common.plain(weights, 80)}** and image size **{image_size} px**, as set "
-               "on the Model page. Scratch runs always start from random weights.")
-    if weights == "none":
+    st.caption(f"Weights **{weights_panel.in_words(weights)}** and image size **{image_size} px**, as set on the "
+               "Model page. Scratch runs always start from random weights.")
+    weights_status = vgg16_weights.status(weights)
+    if not weights_status.ready:  # the pretrained runs would fail: say so now, not after Start
+        st.warning(f"{weights_status.message} Nothing can start: upload a weights file or choose other weights "
+                   "on the **Model** page.")
+    elif weights == "none":
         st.warning("The weights are set to 'none', so the 'pretrained' runs start from random weights too and "
                    "there is nothing to transfer. Choose ImageNet weights on the Model page to see the lesson.")
     plan = experiments.plan_summary(kind, info["images"], image_size, quick, epochs=int(epochs),
@@ -60,8 +65,8 @@ def settings_form(info: dict, running: bool, owner: str) -> None:
     st.info(f"{plan['runs']} models to train{probes} on {info['images']} images: about "
             f"{common.format_seconds(plan['seconds'])} on 2 CPU cores (a GPU is much faster).")
     limit = jobs.default_max_concurrent()
-    if st.button("Start the experiment", type="primary", disabled=running, key="experiment_start",
-                 help="Finish or stop the running experiment first" if running else None):
+    if st.button("Start the experiment", type="primary", disabled=running or not weights_status.ready,
+                 key="experiment_start", help="Finish or stop the running experiment first" if running else None):
         if experiments.running_experiments() >= limit:
             st.warning(f"{limit} experiment(s) are already running on this server. Start yours when one of "
                        "them has finished.")
@@ -104,6 +109,8 @@ def show_results(path: str) -> None:
         table = [{column: row.get(column) for column in columns} for row in rows]
         for line, row in zip(table, rows):
             line["run"] = (row.get("run_dir") or "").rsplit("/", 1)[-1]  # a linear probe has none
+            if line["error"]:  # core's words, which may quote a file in the workspace
+                line["error"] = common.without_workspace_paths(str(line["error"]))
         st.dataframe(table, hide_index=True, key="experiment_rows")
     for index, figure in enumerate(experiments.figures(results)):
         st.plotly_chart(figure, key=f"experiment_chart_{index}")

@@ -78,12 +78,26 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=^\"'])")
 def plain(text: Any, limit: int = 300) -> str:
     """User text (file and class names, core messages quoting them) made safe for any Streamlit
     label that renders Markdown: every Markdown/HTML/directive character is backslash-escaped and
-    newlines flattened, so "<b>x</b>" or "[click](javascript:...)" shows literally."""
-    value = str(text)
+    newlines flattened, so "<b>x</b>" or "[click](javascript:...)" shows literally; a path in the server's
+    workspace is said in words (``without_workspace_paths``)."""
+    value = without_workspace_paths(str(text))
     if len(value) > limit:
         value = value[:limit] + "..."
     value = re.sub(r"[\r\n\t]+", " ", value)
     return _MARKDOWN_SPECIAL.sub(r"\\\1", value)
+
+
+WORKSPACE_PATH_WORDS = "a file on the server"
+
+
+def without_workspace_paths(text: str) -> str:
+    """``text`` with each path inside the server's workspace replaced by words: its folders are named by
+    session tokens, and a message from core may quote one (a file that could not be written, say)."""
+    root = runs.workspace()
+    for prefix in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
+        if prefix in text:
+            text = re.sub(re.escape(prefix) + r"[^\s'\"(),;]*", WORKSPACE_PATH_WORDS, text)
+    return text
 
 
 def plotly_text(text: Any, limit: int = 60) -> str:
@@ -266,9 +280,14 @@ def _env_int(name: str, default: int, low: int, high: int) -> int:
 # ---------------------------------------------------------------------- settings
 
 def config() -> dict:
-    """The session's training settings (a dict of TrainConfig fields), created with the defaults."""
+    """The session's training settings (a dict of TrainConfig fields). The first time a browser session
+    needs them, on whichever page that is (a reload, a deep link), they are the ones the session kept on the
+    server, else the defaults: every page reads them here, so every page finds them restored."""
     if "config" not in st.session_state:
-        st.session_state["config"] = TrainConfig().to_dict()
+        from pages import weights_panel  # it builds on this module
+
+        weights_panel.restore()
+        st.session_state.setdefault("config", TrainConfig().to_dict())
     return st.session_state["config"]
 
 

@@ -1,6 +1,7 @@
-"""The weights choice and what it means before Start, shared by the Model and Train pages; and the session's
-settings kept on the server with the session (core.session_settings), restored after a reload or on a
-deep link. A component, not a page: the app's st.navigation lists only common.PAGE_FILES.
+"""The weights choice and what it means before Start, shared by the Model and Train pages (and named in words
+wherever a page shows it); and the session's settings kept on the server with the session
+(core.session_settings), restored by common.config() after a reload or on a deep link to any page. A
+component, not a page: the app's st.navigation lists only common.PAGE_FILES.
 
 The choice is held in one place, ``config["weights"]``: "imagenet", "none", the path of the session's
 uploaded file, or "" for "a weights file" while none is uploaded (the config is then invalid, so nothing
@@ -22,7 +23,6 @@ log = logging.getLogger("transfer_studio.app")
 CHOICE_KEY = "cfg::weights_choice"  # the Model page's radio (a cfg:: key: the seed preset resets it too)
 FILE_KEY = "weights_file"           # {"path", "name"} of the session's uploaded weights file
 SAVED_KEY = "_settings_saved"       # what was last written to the workspace (None: nothing yet)
-RESTORED_KEY = "_settings_restored"
 LABELS = {"imagenet": "ImageNet (pretrained)", "none": "None (random start)", "file": "A weights file"}
 FILE_TYPES = ["h5"]
 
@@ -30,11 +30,9 @@ FILE_TYPES = ["h5"]
 # ---------------------------------------------------------------------- the session's settings on the server
 
 def restore() -> None:
-    """Once per browser session (so after a reload, or a deep link opened first): take the settings and the
-    uploaded weights file this session kept on the server, if any."""
-    if st.session_state.get(RESTORED_KEY):
-        return
-    st.session_state[RESTORED_KEY] = True
+    """Take the settings and the uploaded weights file this session kept on the server, if any. Called by
+    ``common.config()`` alone, the first time a browser session needs its settings (after a reload, or on a
+    deep link to any page), before it falls back to the defaults."""
     try:
         kept = session_settings.load(common.owner(), vgg16_weights.uploads_folder(common.owner()))
     except (OSError, ValueError) as error:
@@ -119,6 +117,17 @@ def described(status: vgg16_weights.WeightsStatus) -> str:
     return status.message
 
 
+def in_words(weights: str) -> str:
+    """The weights choice in words (Markdown-safe) for a line that names it: an uploaded file by the name it
+    was uploaded under, never by its server path (which holds the session token)."""
+    if weights in ("imagenet", "none"):
+        return LABELS[weights]
+    uploaded = st.session_state.get(FILE_KEY)
+    if uploaded and weights == uploaded["path"]:
+        return f"your uploaded file {common.plain(uploaded['name'], 80)}"
+    return "a weights file" + ("" if weights else " (none uploaded yet)")
+
+
 def status_message(status: vgg16_weights.WeightsStatus) -> None:
     if status.state == "ready":
         st.success(described(status), icon=":material/check_circle:")
@@ -159,9 +168,8 @@ def section() -> vgg16_weights.WeightsStatus:
 
 def notice() -> bool:
     """Above the Train page's Start: whether the chosen weights are there, and when they are not, the other
-    choices in place (random weights, an upload). Also restores and keeps the session's settings.
+    choices in place (random weights, an upload). Also keeps the session's settings.
     Returns whether a run with the chosen weights can start."""
-    restore()
     remember()
     weights = common.config().get("weights", "imagenet")
     status = vgg16_weights.status(weights)

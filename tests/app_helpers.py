@@ -28,6 +28,26 @@ def app_env(isolated_workspace, monkeypatch):
     common._job_manager_for.clear()
 
 
+@pytest.fixture
+def no_cached_weights(monkeypatch, tmp_path):
+    """An empty Keras cache (HOME is a fresh folder), no server weights file, and the network's answer
+    chosen by the test: ``offline()`` or ``online()`` replace only the probe of Keras's weights host."""
+    from core import weights
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(weights.SERVER_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(weights, "_probe", {"time": 0.0, "result": False})
+
+    def answer(reachable: bool):
+        def reach(timeout):  # the network, mocked: everything else is real
+            if not reachable:
+                raise OSError(-2, "Name or service not known")
+            return True
+        monkeypatch.setattr(weights, "_reach_host", reach)
+
+    return answer
+
+
 def start_app(query: dict | None = None, page: str | None = None, timeout: float = 120,
               known_session: bool = True) -> AppTest:
     """Run the app once (optionally with URL query parameters, then on ``page``).

@@ -1,5 +1,6 @@
 """The Autoencoder page through AppTest: a real tiny run (32 px, 1 autoencoder epoch, 1 classifier epoch)
-started from the page through the job manager, watched until its reconstruction grid appears."""
+started from the page through the job manager, watched until its reconstruction grid appears; the settings a
+session kept, found by a reload on this page."""
 import io
 import json
 
@@ -35,6 +36,9 @@ def test_tiny_autoencoder_run_shows_its_reconstructions(app_env):
     at.number_input(key="ae::autoencoder_epochs").set_value(1)
     at.number_input(key="ae::epochs").set_value(1)
     at.select_slider(key="ae::image_size").set_value(32)
+    # "A weights file" chosen on the Model page with none uploaded: the autoencoder reads no VGG16 weights,
+    # so that choice neither blocks its Start nor goes with the run
+    at.session_state["config"] = {**at.session_state["config"], "weights": ""}
     at.button(key="ae_start").click().run()
     assert_no_exception(at)
     assert not at.error, [e.value for e in at.error]
@@ -42,6 +46,7 @@ def test_tiny_autoencoder_run_shows_its_reconstructions(app_env):
     run_dir = app_env / "runs" / run_id
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == "autoencoder" and config["autoencoder_epochs"] == 1 and config["image_size"] == 32
+    assert config["weights"] == "none"
     assert config["unlabeled"] == at.session_state["unlabeled"]["path"]  # pretrained on the extra picture too
 
     def finished():
@@ -79,3 +84,16 @@ def test_unlabeled_pictures_uploaded_here_become_the_unlabeled_set(app_env):
     skipped = [str(c.value) for c in at.caption if "Skipped from the unlabeled set" in str(c.value)]
     assert len(skipped) == 1 and "not an image" in skipped[0]
     assert "<b>" not in skipped[0] and r"b\>" in skipped[0]  # the file name is escaped: shown as text
+
+
+def test_a_reload_on_this_page_finds_the_settings_the_session_kept(app_env):
+    """A new browser session of a known session token opening the Autoencoder page takes its settings from what
+    the session kept on the server (the Model page's image size and epochs), not from the defaults."""
+    from core import session_settings
+    from core.config import TrainConfig
+
+    token = "autoencoder-reload-token-01"
+    session_settings.save(token, {**TrainConfig().to_dict(), "image_size": 48, "epochs": 3})
+    at = start_app({"session": token}, page=PAGE)
+    assert at.select_slider(key="ae::image_size").value == 48
+    assert at.number_input(key="ae::epochs").value == 3

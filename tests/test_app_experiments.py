@@ -1,4 +1,6 @@
-"""The Experiments page: loads, estimates, starts an experiment in its own process, shows its rows."""
+"""The Experiments page: loads, estimates, starts an experiment in its own process, shows its rows; finds the
+settings a session kept after a reload; names an uploaded weights file by its upload name, and starts nothing
+without the weights it needs."""
 import os
 import signal
 import time
@@ -6,17 +8,22 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core import experiments, runs
+from core import experiments, runs, session_settings
+from core import weights as vgg16_weights
 from core.config import TrainConfig
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "7_experiments.py")
 OWNER = "test-owner-experiments"
 
 
-def page(demo_dir=None) -> AppTest:
+def page(demo_dir=None, reload=False, **settings) -> AppTest:
+    """The page in a new browser session of OWNER, its settings weights none and 32 px with ``settings`` over
+    them; on a ``reload`` no settings are given, so the page finds what the session kept on the server."""
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["owner"] = OWNER
-    at.session_state["config"] = TrainConfig.from_dict({"weights": "none", "image_size": 32}).to_dict()
+    if not reload:
+        at.session_state["config"] = {**TrainConfig.from_dict({"weights": "none", "image_size": 32}).to_dict(),
+                                      **settings}
     if demo_dir:
         classes = sorted(p.name for p in Path(demo_dir).iterdir() if p.is_dir())
         counts = {name: len(list((Path(demo_dir) / name).iterdir())) for name in classes}
@@ -99,3 +106,48 @@ def test_a_finished_transfer_vs_scratch_shows_the_automatic_recipe(demo_dir):
     assert at.success[0].value == "Finished: 2 models trained."
     curves = at.get("plotly_chart")[0].proto.spec
     assert "no epochs" in curves
+
+
+def page_text(at) -> str:
+    """Everything the page shows as text, widget labels and help included, Markdown escapes removed."""
+    parts = [str(element.value) for kind in ("title", "markdown", "caption", "error", "warning", "info", "success")
+             for element in getattr(at, kind)]
+    parts += [f"{widget.label} {widget.help or ''}" for kind in ("button", "radio", "toggle", "number_input")
+              for widget in getattr(at, kind)]
+    return "\n".join(parts).replace("\\", "")
+
+
+def test_a_reload_on_this_page_finds_the_settings_the_session_kept(demo_dir):
+    """A new browser session of the same session token opening Experiments first (a reload here) reads the
+    settings kept on the server, not the defaults."""
+    session_settings.save(OWNER, {**TrainConfig().to_dict(), "weights": "none", "image_size": 48})
+    at = page(demo_dir, reload=True).run()
+    assert not at.exception
+    assert at.session_state["config"]["image_size"] == 48
+    assert "image size 48 px" in page_text(at).replace("**", "")
+    assert any("nothing to transfer" in warning.value for warning in at.warning)  # weights "none", as kept
+
+
+def test_an_uploaded_weights_file_is_named_by_its_upload_name_and_none_uploaded_starts_nothing(demo_dir):
+    """The page names the upload as the Model page does, never by its server path (which holds the session
+    token); "a weights file" with nothing uploaded says so and Start is off."""
+    folder = vgg16_weights.uploads_folder(OWNER)
+    folder.mkdir(parents=True)
+    upload = folder / "1a2b3c4d-my_vgg16.weights.h5"
+    upload.write_bytes(b"only its existence is checked before Start")
+    at = page(demo_dir, weights=str(upload))
+    at.session_state["weights_file"] = {"path": str(upload), "name": "my vgg16.weights.h5"}
+    at.run()
+    assert not at.exception
+    text = page_text(at)
+    for leak in (str(runs.workspace()), OWNER, upload.name):
+        assert leak not in text, leak
+    assert "Weights your uploaded file my vgg16.weights.h5 and image size" in text.replace("**", "")
+    assert not at.button(key="experiment_start").disabled
+
+    at = page(demo_dir, weights="").run()  # "A weights file" chosen on the Model page, nothing uploaded
+    assert not at.exception
+    assert "a weights file (none uploaded yet)" in page_text(at)
+    assert any("none is uploaded yet" in warning.value and "Nothing can start" in warning.value
+               for warning in at.warning)
+    assert at.button(key="experiment_start").disabled

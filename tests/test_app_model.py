@@ -4,7 +4,8 @@ import math
 from pathlib import Path
 
 import pytest
-from app_helpers import app_env, assert_no_exception, load_demo, plotly_specs, shown_text, start_app  # noqa: F401
+from app_helpers import (app_env, assert_no_exception, load_demo, no_cached_weights, plotly_specs,  # noqa: F401
+                         shown_text, start_app)
 
 MODEL = "pages/2_model.py"
 TRAIN = "pages/3_train.py"
@@ -166,26 +167,6 @@ def test_seed_preset_sets_the_seed_recipe(app_env):
     assert values["weights"] == "none"  # kept as the user chose
     assert values["recipe"] == "manual"
     assert at.selectbox(key="cfg::head").value == "seed"
-
-
-@pytest.fixture
-def no_cached_weights(monkeypatch, tmp_path):
-    """An empty Keras cache (HOME is a fresh folder), no server weights file, and the network's answer
-    chosen by the test: ``offline()`` or ``online()`` replace only the probe of Keras's weights host."""
-    from core import weights
-
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv(weights.SERVER_WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(weights, "_probe", {"time": 0.0, "result": False})
-
-    def answer(reachable: bool):
-        def reach(timeout):  # the network, mocked: everything else is real
-            if not reachable:
-                raise OSError(-2, "Name or service not known")
-            return True
-        monkeypatch.setattr(weights, "_reach_host", reach)
-
-    return answer
 
 
 def assert_no_server_detail(text: str) -> None:

@@ -1,9 +1,12 @@
-"""The Train page: a bad setting launches nothing; a tiny real run (32 px, weights none, 1 epoch)
-is started, watched and re-attached from the URL; another session cannot open it."""
-from app_helpers import (app_env, assert_no_exception, errors, load_demo, plotly_specs,  # noqa: F401
-                         shown_text, start_app, wait_for)
+"""The Train page: a bad setting launches nothing, nor do weights this server cannot have (Start is off, saying
+why); a tiny real run (32 px, weights none, 1 epoch) is started, watched and re-attached from the URL; another
+session cannot open it; pickers follow a new run; a failed run's words name no workspace file."""
+from app_helpers import (app_env, assert_no_exception, errors, load_demo, no_cached_weights,  # noqa: F401
+                         plotly_specs, shown_text, start_app, wait_for)
 
 TRAIN = "pages/3_train.py"
+MODEL = "pages/2_model.py"
+START_IS_OFF = "Start is off: the chosen weights are not on this server"
 
 
 def tiny_settings(at):
@@ -24,11 +27,41 @@ def test_train_page_without_data_says_what_to_do(app_env):
     assert at.button(key="start").disabled
 
 
+def captions(at) -> str:
+    return "\n".join(str(caption.value) for caption in at.caption)
+
+
+def test_offline_start_and_the_learning_rate_finder_wait_for_weights_this_server_has(app_env, no_cached_weights):
+    """ImageNet chosen, not cached, no server file, offline: Start is off with the reason beside it (a run would
+    fail after it started), as is the learning-rate finder, which trains the chosen weights too; random weights
+    turn both on."""
+    no_cached_weights(False)
+    at = load_demo(start_app())
+    at.switch_page(TRAIN).run()
+    assert at.session_state["config"]["weights"] == "imagenet"
+    assert at.button(key="start").disabled
+    assert START_IS_OFF in captions(at)
+    at.button(key="weights_random").click().run()
+    assert_no_exception(at)
+    assert not at.button(key="start").disabled
+    assert START_IS_OFF not in captions(at)
+
+    at.switch_page(MODEL).run()
+    at.radio(key="cfg::recipe").set_value("manual").run()
+    assert not at.button(key="lr_find").disabled
+    at.radio(key="cfg::weights_choice").set_value("imagenet").run()
+    assert_no_exception(at)
+    assert at.button(key="lr_find").disabled
+    assert "The test needs the chosen weights" in captions(at)
+
+
 def test_a_bad_setting_names_the_field_and_launches_nothing(app_env):
     at = load_demo(start_app())
     from core.config import TrainConfig
 
-    at.session_state["config"] = {**TrainConfig().to_dict(), "epochs": 0, "learning_rate": float("nan")}
+    # weights "none": only the bad settings keep this run from starting (ImageNet may be missing here)
+    at.session_state["config"] = {**TrainConfig().to_dict(), "weights": "none", "epochs": 0,
+                                  "learning_rate": float("nan")}
     at.switch_page(TRAIN).run()
     [problem] = errors(at)
     assert "epochs" in problem and "learning_rate" in problem and "whole number from 1 to 1000" in problem
@@ -128,3 +161,19 @@ def test_the_watch_and_overlay_pickers_follow_a_new_run(app_env):
     at.button(key="show_run").click().run()
     assert_no_exception(at)
     assert "best epoch" in shown_text(at)
+
+
+def test_a_failed_runs_words_name_no_workspace_file(app_env):
+    """Core's message for a run that could not write quotes the file's path, whose folders hold the session
+    token: the page says "a file on the server" instead, in the run's state and in the sidebar."""
+    import json
+
+    run_id = file_finished_run(app_env, "20260101-100000-failed0001")
+    events = app_env / "runs" / run_id / "events.jsonl"
+    (app_env / "runs" / run_id / "status.json").write_text(json.dumps({
+        "state": "failed", "error": f"cannot write {events} (Permission denied): check that the workspace folder "
+                                    "($TRANSFER_STUDIO_HOME, default ./workspace) exists and is writable"}))
+    at = start_app({"session": OWNER, "run": run_id}, page=TRAIN)
+    text = shown_text(at).replace("\\", "")
+    assert "Failed: cannot write a file on the server (Permission denied)" in text, text
+    assert str(app_env) not in text and OWNER not in text
