@@ -671,6 +671,18 @@ PAGE_FILES = (  # (file under pages/, title, icon); the first is the default pag
     ("6_predict.py", "Predict", ":material/image_search:"),
     ("7_experiments.py", "Experiments", ":material/science:"),
 )
+DEFAULT_PAGE_NAME = "home"  # the default page's own name: Streamlit serves it at "/" and needs a name it reserves
+
+
+def navigation_pages() -> list:
+    """The pages of ``PAGE_FILES`` for ``st.navigation``. Streamlit serves the default page only at "/" and
+    answers "Page not found" for its name, so the default page (Data) is listed again, hidden, under the
+    name of its file: /data, as a user would type it, opens it too."""
+    pages = [st.Page(f"pages/{name}", title=title, icon=icon, default=index == 0,
+                     url_path=DEFAULT_PAGE_NAME if index == 0 else None)
+             for index, (name, title, icon) in enumerate(PAGE_FILES)]
+    name, title, icon = PAGE_FILES[0]
+    return pages + [st.Page(f"pages/{name}", title=title, icon=icon, visibility="hidden")]
 
 
 def app_frame():
@@ -681,9 +693,7 @@ def app_frame():
 
     if share_view.requested():  # a share link (?share=): the shared model's preview alone, with no session
         share_view.show_alone()  # ends the script run
-    pages = [st.Page(f"pages/{name}", title=title, icon=icon, default=index == 0)
-             for index, (name, title, icon) in enumerate(PAGE_FILES)]
-    page = st.navigation(pages)
+    page = st.navigation(navigation_pages())
     run_page(sync_query_params)
     run_page(sidebar)
     return page

@@ -3,7 +3,8 @@ against `streamlit run` on localhost. Screenshots go to test-artifacts/browser/c
 
 (f) Every page opened by its URL as the very first visit on a freshly started server (the link a stakeholder or
 a student gets) shows the app's own navigation and frame, never Streamlit's pages-directory navigation
-("streamlit app", "data", ..., "common"); the Data page, the default one, lives at the root URL. A server leaves
+("streamlit app", "data", ..., "common"); the Data page, the default one, is served at the root URL and at /data
+(what a user types; a 'Page not found' dialog is a failure), which this test opens. A server leaves
 that mode for good once any session has run the entry point, so each page gets a server of its own; the seven
 start side by side to keep the test short."""
 from __future__ import annotations
@@ -20,8 +21,8 @@ from test_browser_flow import ARTIFACTS, CHROMIUM, REPO_ROOT, free_port, sync_ap
 
 pytestmark = pytest.mark.browser
 
-PAGES = (  # (URL path, title): the app's own navigation, in its order; the default page's URL is the root
-    ("", "Data"), ("model", "Model"), ("train", "Train"), ("autoencoder", "Autoencoder"),
+PAGES = (  # (URL path, title): the app's own navigation, in its order
+    ("data", "Data"), ("model", "Model"), ("train", "Train"), ("autoencoder", "Autoencoder"),
     ("evaluate", "Evaluate"), ("predict", "Predict"), ("experiments", "Experiments"))
 PAGES_DIRECTORY_WORDS = ("streamlit app", "common")  # only Streamlit's own navigation of pages/ shows these
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -67,14 +68,14 @@ def stop_servers(processes: list[subprocess.Popen]) -> None:
 
 
 def log_name(path: str) -> str:
-    return f"classroom-streamlit-{path or 'root'}.log"
+    return f"classroom-streamlit-{path}.log"
 
 
 @pytest.fixture
 def fresh_servers(tmp_path):
     """One freshly started server per page, {URL path: base URL}, none of them visited yet."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    started = {path: start_server(tmp_path / (path or "root"), log_name(path)) for path, _ in PAGES}
+    started = {path: start_server(tmp_path / path, log_name(path)) for path, _ in PAGES}
     try:
         for path, (process, url) in started.items():
             wait_healthy(process, url, log_name(path))
