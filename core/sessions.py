@@ -5,7 +5,9 @@ Only a hash of each token is stored: a listing of the workspace does not reveal 
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -44,3 +46,14 @@ def remember(token: str, root: str | os.PathLike | None = None) -> str:
 def is_issued(token, root: str | os.PathLike | None = None) -> bool:
     """True for a well-formed token that this server issued."""
     return isinstance(token, str) and bool(TOKEN_PATTERN.match(token)) and _record(token, root).is_file()
+
+
+def for_user(identity: str, secret: str) -> str:
+    """The session token of a signed-in user (pages.login_gate): the same for the same account on every
+    visit, so their runs and datasets follow them; derived with ``secret`` (the server's cookie secret),
+    so nobody can compute another user's token from their identity. Recorded as issued."""
+    if not identity or not secret:
+        raise ValueError("a signed-in user's token needs the identity and the server's secret")
+    digest = hmac.new(secret.encode("utf-8"), identity.encode("utf-8"), hashlib.sha256).digest()
+    token = "u" + base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")[:31]
+    return token if is_issued(token) else remember(token)

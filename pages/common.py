@@ -693,7 +693,13 @@ def app_frame():
 
     if share_view.requested():  # a share link (?share=): the shared model's preview alone, with no session
         share_view.show_alone()  # ends the script run
-    page = st.navigation(navigation_pages())
+    from pages import login_gate
+
+    gated = login_gate.needs_sign_in()  # sign-in configured and nobody signed in: the sign-in screen alone
+    page = st.navigation(navigation_pages(), position="hidden" if gated else "sidebar")
+    if gated:
+        login_gate.sign_in_screen()  # ends the script run
+    login_gate.adopt_user()
     run_page(sync_query_params)
     run_page(sidebar)
     return page
