@@ -322,7 +322,14 @@ def _experiment_section(results: dict, plot) -> str:
     headline = experiments.headline(results) if results.get("rows") else None
     if headline:
         parts.append(f"<p><b>{_e(headline)}</b></p>")
-    facts = [[key, _cell(results[key])] for key in EXPERIMENT_FACTS if results.get(key) not in (None, "", [], {})]
+    from core.export import shareable_config
+
+    shown = dict(results)  # no server path leaves the server: the data by name, weights by file name
+    if isinstance(shown.get("data"), str):
+        shown["data"] = source_name(shown["data"])
+    if isinstance(shown.get("settings"), dict):
+        shown["settings"] = shareable_config(shown["settings"])
+    facts = [[key, _cell(shown[key])] for key in EXPERIMENT_FACTS if shown.get(key) not in (None, "", [], {})]
     if facts:
         parts.append(_table(["", "value"], facts))
     parts += [plot(figure) for figure in experiments.figures(results)] if results.get("rows") else []

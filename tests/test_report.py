@@ -165,3 +165,14 @@ def test_an_auto_run_report_draws_the_fine_tune_candidate_as_a_curve_of_its_own(
     curves = page[page.index("<h2>Training curves</h2>"):page.index("<h2>Results</h2>")]
     assert "plotly-graph-div" in curves
     assert '"name":"fine-tuning candidate val_accuracy"' in curves.replace(": ", ":")
+
+
+def test_an_experiment_section_names_data_and_weights_without_server_paths(tmp_path):
+    token = "s3cr3tsessiontoken42"
+    (tmp_path / "config.json").write_text(json.dumps({"model": "vgg16", "head": "gap"}))
+    (tmp_path / "status.json").write_text(json.dumps({"state": "failed", "error": "stopped"}))
+    results = {"title": "sweep", "kind": "freeze-depth", "data": f"/srv/workspace/datasets/{token}/20261130-abc",
+               "settings": {"weights": f"/srv/workspace/weights/{token}/mine.weights.h5", "epochs": 2}}
+    page = report.build_report(tmp_path, results)
+    assert token not in page and "/srv/workspace" not in page
+    assert "20261130-abc" in page and "mine.weights.h5" in page
