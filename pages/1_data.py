@@ -233,54 +233,54 @@ def class_card(info: dict, card: datasets.ClassCard, index: int) -> None:
             st.caption("No pictures yet: add some by upload or with the camera.")
         buttons = st.container(horizontal=True)
         with buttons.popover("Add pictures", icon=":material/add_photo_alternate:"):
-            upload_into(name, index)
+            upload_into(name)
         filming = st.session_state.get("camera_class") == name
-        if buttons.button("Stop the camera" if filming else "Camera", key=f"camera_toggle_{index}",
+        if buttons.button("Stop the camera" if filming else "Camera", key=f"camera_toggle::{name}",
                           icon=":material/photo_camera:"):
             st.session_state["camera_class"] = None if filming else name
             st.rerun()
         with buttons.popover("Rename", icon=":material/edit:"):
-            rename_form(name, index)
+            rename_form(name)
         with buttons.popover("Delete class", icon=":material/delete:"):
             st.write(f"Delete **{common.plain(name)}** and its {count_words(card.count)}? This cannot be undone.")
-            if st.button(f"Delete {common.plain(name, 60)}", key=f"delete_class_{index}", type="primary"):
+            if st.button(f"Delete {common.plain(name, 60)}", key=f"delete_class::{name}", type="primary"):
                 if act(where, lambda: make_current(datasets.delete_class(info["path"], name))):
                     say("success", f"Deleted the class {common.plain(name)} and its {count_words(card.count)}.",
                         "classes")
                 st.rerun()
         if filming:
-            camera(name, index)
-        if card.pictures and st.toggle("See all its pictures, delete some", key=f"see_all_{index}"):
+            camera(name)
+        if card.pictures and st.toggle("See all its pictures, delete some", key=f"see_all::{name}"):
             picture_grid(info, card, where)
 
 
-def upload_into(name: str, index: int) -> None:
+def upload_into(name: str) -> None:
     round_key = st.session_state.get("upload_round", 0)
     files = st.file_uploader(f"Pictures of {common.plain(name, 60)} (JPEG, PNG, WebP, GIF, BMP, TIFF)",
-                             accept_multiple_files=True, key=f"card_files_{index}_{round_key}")
-    if st.button(f"Add to {common.plain(name, 60)}", key=f"card_add_{index}", disabled=not files, type="primary"):
+                             accept_multiple_files=True, key=f"card_files::{name}::{round_key}")
+    if st.button(f"Add to {common.plain(name, 60)}", key=f"card_add::{name}", disabled=not files, type="primary"):
         bar, report = progress_bar("Reading the pictures...")
         if add_pictures(name, [(f.name, f.getvalue()) for f in files], f"class:{name}", "by upload", report):
             next_round("upload_round")  # empties the uploaders
         st.rerun()
 
 
-def rename_form(name: str, index: int) -> None:
-    new_name = st.text_input("New name", value=name, key=f"rename_to_{index}", max_chars=ingest.MAX_CLASS_NAME)
-    if st.button("Rename", key=f"rename_{index}", type="primary"):
+def rename_form(name: str) -> None:
+    new_name = st.text_input("New name", value=name, key=f"rename_to::{name}", max_chars=ingest.MAX_CLASS_NAME)
+    if st.button("Rename", key=f"rename::{name}", type="primary"):
         if act(f"class:{name}", lambda: make_current(datasets.rename_class(common.current_dataset()["path"], name,
                                                                            new_name))):
             renamed = datasets.checked_class_name(new_name)
             say("success", f"Renamed {common.plain(name)} to {common.plain(renamed)}.", f"class:{renamed}")
-            st.session_state.pop(f"rename_to_{index}", None)
+            st.session_state.pop(f"rename_to::{name}", None)
         st.rerun()
 
 
-def camera(name: str, index: int) -> None:
+def camera(name: str) -> None:
     mode = st.segmented_control("Photos", [ONE_A_CLICK, BURST], default=ONE_A_CLICK, key="camera_mode")
     if mode == BURST:
         count = st.select_slider("Photos in a burst", BURST_SIZES, value=10, key="burst_size")
-        photos = camera_burst.burst(f"burst_{index}", count, common.STORAGE_SIZE, f"Take {count} photos")
+        photos = camera_burst.burst(f"burst::{name}", count, common.STORAGE_SIZE, f"Take {count} photos")
         st.caption(f"One click takes {count} photos, {camera_burst.INTERVAL_MS / 1000:g} s apart: turn the object "
                    "or move the camera a little while it runs. They all go into this class.")
         if photos:

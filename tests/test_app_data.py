@@ -131,18 +131,18 @@ def test_class_cards_rename_delete_upload_and_camera(app_env):
     first_path = at.session_state["dataset"]["path"]
     assert len(at.get("image")) == 4  # a row of thumbnails a card
     # rename: the class keeps its pictures; the message replaces the demo's
-    at.text_input(key="rename_to_0").set_value("round")
-    at.button(key="rename_0").click().run()
+    at.text_input(key="rename_to::circle").set_value("round")
+    at.button(key="rename::circle").click().run()
     assert at.session_state["dataset"]["classes"] == ["round", "square", "star", "triangle"]
     assert messages(at) == [("success", "Renamed circle to round.")]
     # a rename onto a taken name: a red line in the card, no green left above it, nothing changed
-    at.text_input(key="rename_to_0").set_value("square")
-    at.button(key="rename_0").click().run()
+    at.text_input(key="rename_to::round").set_value("square")
+    at.button(key="rename::round").click().run()
     [(kind, text)] = messages(at)
     assert kind == "error" and 'already a class called "square"' in text
     assert at.session_state["dataset"]["classes"] == ["round", "square", "star", "triangle"]
     # delete pictures from "square" down to one: the card's count and its grammar follow
-    at.toggle(key="see_all_1").set_value(True).run()
+    at.toggle(key="see_all::square").set_value(True).run()
     for left in (3, 2, 1):
         [picture] = [b.key for b in at.button if b.key.startswith("delete_picture::square/")][:1]
         at.button(key=picture).click().run()
@@ -150,18 +150,19 @@ def test_class_cards_rename_delete_upload_and_camera(app_env):
     assert "**square** · 1 picture" in card_titles(at)
     assert messages(at) == [("success", "Deleted a picture of square: 1 picture left.")]
     # delete a class
-    at.button(key="delete_class_2").click().run()
+    at.button(key="delete_class::star").click().run()
     assert at.session_state["dataset"]["classes"] == ["round", "square", "triangle"]
+    assert at.text_input(key="rename_to::triangle").value == "triangle"  # the card that moved up is its own
     # upload into a named class: one good file, one bad one skipped with the reason
-    at.file_uploader(key="card_files_2_0").set_value([("t.png", png_bytes((9, 9, 9)), "image/png"),
+    at.file_uploader(key="card_files::triangle::0").set_value([("t.png", png_bytes((9, 9, 9)), "image/png"),
                                                       ("t.txt", b"not a picture", "text/plain")])
     at.run()
-    at.button(key="card_add_2").click().run()
+    at.button(key="card_add::triangle").click().run()
     assert at.session_state["dataset"]["counts"]["triangle"] == 5
     [(kind, text)] = messages(at)
     assert kind == "warning" and "Added 1 picture to triangle by upload. 1 file was skipped" in text
     # the camera: each photo goes into the class at once, and a fresh camera waits for the next
-    at.button(key="camera_toggle_0").click().run()
+    at.button(key="camera_toggle::round").click().run()
     for shot in (1, 2):
         at.camera_input(key=f"camera_{shot - 1}").set_value((f"shot{shot}.jpg", jpeg_bytes((0, 200, 0)),
                                                               "image/jpeg")).run()
@@ -194,9 +195,9 @@ def test_a_new_dataset_starts_empty_and_named_without_merging_into_the_current_o
     at.run()
     at.button(key="add_class").click().run()
     assert card_titles(at) == ["**cats** · 0 pictures"]
-    at.file_uploader(key="card_files_0_0").set_value([("c.png", png_bytes((1, 2, 3)), "image/png")])
+    at.file_uploader(key="card_files::cats::0").set_value([("c.png", png_bytes((1, 2, 3)), "image/png")])
     at.run()
-    at.button(key="card_add_0").click().run()
+    at.button(key="card_add::cats").click().run()
     info = at.session_state["dataset"]
     assert info["name"] == "Class 4B" and info["counts"] == {"cats": 1}  # no demo shapes merged in
     assert "**Class 4B**: 1 picture in 1 class" in shown_text(at)
