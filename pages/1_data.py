@@ -273,6 +273,8 @@ def rename_form(name: str) -> None:
             renamed = datasets.checked_class_name(new_name)
             say("success", f"Renamed {common.plain(name)} to {common.plain(renamed)}.", f"class:{renamed}")
             st.session_state.pop(f"rename_to::{name}", None)
+            if st.session_state.get("camera_class") == name:
+                st.session_state["camera_class"] = renamed  # a camera that was on stays on
         st.rerun()
 
 
@@ -284,10 +286,7 @@ def camera(name: str) -> None:
         st.caption(f"One click takes {count} photos, {camera_burst.INTERVAL_MS / 1000:g} s apart: turn the object "
                    "or move the camera a little while it runs. They all go into this class.")
         if photos:
-            taken = st.session_state.get("photos_taken", 0)
-            st.session_state["photos_taken"] = taken + len(photos)
-            add_pictures(name, [(f"camera-{taken + n + 1:04d}.jpg", photo) for n, photo in enumerate(photos)],
-                         f"class:{name}", "with the camera")
+            add_photos(name, photos)
             st.rerun()
         return
     round_key = st.session_state.get("camera_round", 0)
@@ -303,10 +302,16 @@ def photo_taken(name: str, key: str) -> None:
     photo = st.session_state.get(key)
     if photo is None:
         return
-    taken = st.session_state.get("photos_taken", 0) + 1
-    st.session_state["photos_taken"] = taken
-    add_pictures(name, [(f"camera-{taken:04d}.jpg", photo.getvalue())], f"class:{name}", "with the camera")
+    add_photos(name, [photo.getvalue()])
     next_round("camera_round")
+
+
+def add_photos(name: str, photos: list[bytes]) -> None:
+    """Camera photos into a class, named camera-0001.jpg, camera-0002.jpg, ... across the session."""
+    taken = st.session_state.get("photos_taken", 0)
+    st.session_state["photos_taken"] = taken + len(photos)
+    add_pictures(name, [(f"camera-{taken + n:04d}.jpg", photo) for n, photo in enumerate(photos, start=1)],
+                 f"class:{name}", "with the camera")
 
 
 def picture_grid(info: dict, card: datasets.ClassCard, where: str) -> None:
