@@ -18,22 +18,17 @@ from core import backend  # noqa: F401  (sets TensorFlow's log level before kera
 import keras
 from keras import layers
 
+from core import weights as weight_sources
+# Where the ImageNet weights live and the error when they cannot be had belong to core.weights; the names
+# stay reachable here for the callers that know them from this module.
+from core.weights import IMAGENET_NOTOP_BYTES, IMAGENET_NOTOP_FILE, WeightsError, imagenet_cache_path  # noqa: F401
+
 # VGG16's vocabulary, as keras.applications names its layers.
 VGG16_BLOCKS = {1: (64, 2), 2: (128, 2), 3: (256, 3), 4: (512, 3), 5: (512, 3)}  # block -> (filters, convs)
-IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_NOTOP_BYTES = 58_889_256
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 AUTOENCODER_FILTERS = (32, 64, 128)
 
 ProgressFn = Callable[[float, str], None]
-
-
-class WeightsError(RuntimeError):
-    """The requested pretrained weights cannot be had; the message says what to do instead."""
-
-
-def imagenet_cache_path() -> Path:
-    return Path(os.path.expanduser("~")) / ".keras" / "models" / IMAGENET_NOTOP_FILE
 
 
 # ---------------------------------------------------------------------- preprocessing
@@ -159,8 +154,6 @@ def load_vgg16_base(image_size: int, weights: str = "imagenet", progress: Progre
     downloads through Keras; where they come from is core.weights' concern. A WeightsError says in plain
     words what to choose instead.
     """
-    from core import weights as weight_sources  # it imports this module
-
     return weight_sources.load_base(image_size, weights, progress)
 
 

@@ -25,8 +25,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from core import models, runs
-from core.models import WeightsError
+from core import runs
+
+IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_NOTOP_BYTES = 58_889_256
+
+
+class WeightsError(RuntimeError):
+    """The requested pretrained weights cannot be had; the message says what to do instead."""
+
+
+def imagenet_cache_path() -> Path:
+    return Path(os.path.expanduser("~")) / ".keras" / "models" / IMAGENET_NOTOP_FILE
+
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +76,7 @@ class WeightsStatus:
 
 def cache_path() -> Path:
     """Where Keras keeps the ImageNet VGG16 (no top) weights, under the name it expects."""
-    return models.imagenet_cache_path()
+    return imagenet_cache_path()
 
 
 def server_file() -> Path | None:
@@ -234,7 +245,7 @@ def download(progress=None) -> Path:
         # Keras's get_file writes straight into the cache path; its size is the progress.
         while not done.wait(0.5):
             if cache.exists():
-                progress(min(cache.stat().st_size / models.IMAGENET_NOTOP_BYTES, 0.99), DOWNLOAD_WORDS)
+                progress(min(cache.stat().st_size / IMAGENET_NOTOP_BYTES, 0.99), DOWNLOAD_WORDS)
 
     if progress:
         progress(0.0, DOWNLOAD_WORDS)
