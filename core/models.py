@@ -6,10 +6,8 @@ model, so a raw image predicts the same through training, the CLI, the app and a
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
