@@ -68,11 +68,11 @@ def fetch(progress: ProgressFn | None = None) -> Path:
     try:
         extracted = keras.utils.get_file(fname=ARCHIVE_NAME, origin=origin(), extract=True,
                                          cache_dir=str(keras_datasets().parent))
-    except Exception as error:  # network, HTTP, a broken archive: one plain sentence, never the URL or errno
+    except Exception:  # network, HTTP, a broken archive: one plain sentence, never the URL or errno
         raise PhotoDemoUnavailable(
             "the flower photos could not be downloaded (this server cannot reach the download, or it was cut "
-            "off): use the generated shapes, or ask the operator to run `python -m core photo-demo` once on a "
-            f"machine with internet access ({type(error).__name__})") from None
+            "off): use the generated shapes, or ask the operator to run `python -m core photo-demo` on this "
+            "server once while it can reach the internet") from None
     finally:
         stop.set()
         if watcher:

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import datasets, demo_data, ingest, runs
+from core import datasets, demo_data, ingest, photo_demo, runs
 from core.datasets import count_words
 from pages import camera_burst, common
 
@@ -45,6 +45,9 @@ def act(where: str, change: Callable[[], None]) -> bool:
     """Run one change; a failure becomes the page's message (in plain words) at ``where``."""
     try:
         change()
+    except DataPageError as error:
+        say("error", common.plain(str(error), 600), where)
+        return False
     except Exception as error:  # noqa: BLE001 - shown to the user, the traceback goes to the log
         say("error", common.explain(error), where)
         common.log.warning("data page: %s: %s", type(error).__name__, error)
@@ -141,6 +144,36 @@ def demo_section() -> None:
         if act("top", lambda: common.save_dataset(dataset, f"Demo shapes ({per_class} per class)")):
             report_ingest(len(dataset.images), dataset.skipped, "from the demo data")
         st.rerun()
+    photos_section(per_class)
+
+
+def photos_section(per_class: int) -> None:
+    """The real-photo demo beside the shapes: downloaded once through Keras, then from its cache."""
+    cached = photo_demo.cached_root() is not None
+    st.write(f"Or real photographs: {photo_demo.TITLE}, {len(photo_demo.CLASSES)} kinds of flower "
+             f"({', '.join(photo_demo.CLASSES)}), {per_class} per class. "
+             + ("They are on this server already." if cached else
+                f"The first use downloads them (about {photo_demo.ABOUT_MB} MB) and keeps them on the server."))
+    if st.button("Use the flower photos", key="use_photos"):
+        bar, report = progress_bar("Getting the flower photos...")
+        result = {}
+
+        def change():
+            try:
+                dataset = photo_demo.as_dataset(per_class=per_class, size=common.STORAGE_SIZE, progress=report)
+            except photo_demo.PhotoDemoUnavailable as error:
+                raise DataPageError(str(error)[:1].upper() + str(error)[1:] + ".") from None
+            report(0.95, "Saving the flower photos...")
+            common.save_dataset(dataset, f"Flower photos ({per_class} per class)")
+            result["dataset"] = dataset
+
+        if act("top", change):
+            report_ingest(len(result["dataset"].images), result["dataset"].skipped, "of flowers")
+        st.rerun()
+
+
+class DataPageError(Exception):
+    """A message already written for the user (shown as it is)."""
 
 
 def new_dataset_section() -> None:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from core import ingest, photo_demo
+from app_helpers import app_env  # noqa: F401  (a fixture)
 from core.__main__ import main
 
 
@@ -75,3 +76,25 @@ def test_the_command_writes_a_dataset_folder(flower_archive, tmp_path, capsys):
     assert manifest["classes"] == list(photo_demo.CLASSES) and manifest["source"] == photo_demo.TITLE
     assert len(ingest.from_folder(out, 32).images) == 15
     assert main(["photo-demo", "--per-class", "1"]) == 2
+
+
+def test_the_data_page_offers_the_photos_and_says_when_they_cannot_be_had(flower_archive, app_env, monkeypatch,
+                                                                          tmp_path):
+    from app_helpers import assert_no_exception, shown_text, start_app
+
+    at = start_app()
+    assert "The first use downloads them" in shown_text(at)
+    monkeypatch.setenv(photo_demo.URL_ENV, (tmp_path / "nowhere.tgz").as_uri())
+    at.button(key="use_photos").click().run()
+    assert_no_exception(at)
+    [error] = [str(e.value).replace("\\", "") for e in at.error]
+    assert error.startswith("The flower photos could not be downloaded") and "generated shapes" in error
+    assert "nowhere" not in error and "file:" not in error
+    monkeypatch.setenv(photo_demo.URL_ENV, flower_archive.as_uri())
+    at.button(key="use_photos").click().run()
+    assert_no_exception(at)
+    assert not at.error
+    text = shown_text(at)
+    assert "Added 20 pictures of flowers." in text.replace("\\", "")  # 4 a class: the test sets the demo size
+    current = at.session_state["dataset"]  # what the Train page trains on
+    assert current["classes"] == list(photo_demo.CLASSES) and sum(current["counts"].values()) == 20
