@@ -1,9 +1,10 @@
 """Tiny run directories built with the real model builders, laid out as core/training.py writes them.
 
-Kinds: "gap" and "seed" (VGG16 with a Keras head), "svm" (VGG16 features + scikit-learn), "autoencoder"
-(an autoencoder's encoder with a gap head), and "auto": the real trainer's recipe auto (a linear head on
-pooled features, averaged with the mirror image), through core.training itself. Each is built once per
-test process and shared, read-only.
+Kinds: "gap" and "seed" (VGG16 with a Keras head) and "autoencoder" (an autoencoder's encoder with a gap
+head), built here with the real builders; and, trained by core.training itself, "svm" and "random_forest"
+(frozen VGG16 features and scikit-learn's head, as a manual run makes them) and "auto" (recipe auto: a
+linear head on pooled features, averaged with the mirror image). Each is built once per test process and
+shared, read-only.
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ import pytest
 from core import ingest, models, runs
 from core.metrics import classification_metrics
 
-KINDS = ("gap", "seed", "svm", "autoencoder", "auto")
+KINDS = ("gap", "seed", "svm", "autoencoder", "auto", "random_forest")
+# kinds trained by core.training itself, with these settings on top of the tiny ones
+REAL_TRAINER = {"auto": {}, "svm": {"head": "svm", "freeze_depth": 5},
+                "random_forest": {"head": "random_forest", "freeze_depth": 5}}
 IMAGE_SIZE = 32
 VALIDATION_FRACTION = 0.25
 SEED = 0
@@ -39,12 +43,13 @@ def build_run(run_dir, data_dir: str, kind: str) -> str:
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if kind == "auto":
+    if kind in REAL_TRAINER:
         from core import training
         from core.config import TrainConfig
 
         config = TrainConfig.from_dict({"weights": "none", "image_size": IMAGE_SIZE, "seed": SEED,
-                                        "batch_size": 8, "validation_fraction": VALIDATION_FRACTION})
+                                        "batch_size": 8, "validation_fraction": VALIDATION_FRACTION,
+                                        **REAL_TRAINER[kind]})
         result = training.train(config, data_dir, run_dir)
         assert result.state == "done", result.error
         return str(run_dir)

@@ -47,8 +47,12 @@ def test_predictor_knows_its_run(run_dir):
     config = read(run_dir, "config.json")
     assert predictor.classes == read(run_dir, "labels.json")
     assert (predictor.image_size, predictor.policy) == (32, "center_crop")
-    assert predictor.classical == (config["head"] == "svm")
+    assert predictor.classical == (config["head"] in ("svm", "random_forest"))
     expected = ("encoder_conv3", 128) if config["model"] == "autoencoder" else ("block5_conv3", 512)
+    if config.get("recipe") == "auto":  # the block recipe auto chose
+        board = read(run_dir, "candidates.json")
+        block = board["candidates"][board["chosen"]]["block"]
+        expected = (f"block{block}_conv3", {3: 256, 4: 512, 5: 512}[block])
     assert predictor.feature_layer == expected[0]
     picture = np.zeros((2, 32, 32, 3), dtype=np.uint8)
     assert predictor.features(picture).shape == (2, expected[1])
