@@ -125,9 +125,14 @@ def test_uploaded_picture_shows_probability_bars(finished_run):
     bars = plotly_specs(at)["bars::0"]["data"][0]
     assert len(bars["y"]) == len(classes) == 4  # every class, the hostile name included
     assert set(bars["y"]) == {html.escape(name) for name in classes}  # the labels, as text
-    assert all(0.0 <= value <= 1.0 for value in bars["x"])
-    assert all(text.endswith("%") for text in bars["text"])  # the numbers are on the bars
-    assert sum(bars["x"]) <= 1.0 + 1e-6
+    # the bars are the model's own probabilities for this picture, each labelled with its number
+    from core import predict
+
+    expected = predict.predict_files(finished_run["path"], [(name, data)])[0]["probabilities"]
+    shown = dict(zip(bars["y"], bars["x"]))
+    assert shown == pytest.approx({html.escape(label): p for label, p in expected.items()}, abs=1e-6)
+    assert sum(bars["x"]) == pytest.approx(1.0, abs=1e-5)
+    assert [text for text in bars["text"]] == [f"{value:.1%}" for value in bars["x"]]
     assert "sure)" in shown_text(at)
     assert not at.error, [e.value for e in at.error]
     assert len(at.get("image")) >= 1 + 2 + 1  # the picture, what the model sees + Grad-CAM, nearest pictures
