@@ -206,6 +206,8 @@ def cmd_predict(args) -> int:
 def cmd_experiment(args) -> int:
     from core import experiments
 
+    if args.kind not in experiments.KINDS:
+        raise UsageError(f"unknown experiment {terminal_safe(args.kind)!r}; allowed: {', '.join(experiments.KINDS)}")
     if args.epochs is not None and not 1 <= args.epochs <= 1000:
         raise UsageError(f"--epochs must be a whole number from 1 to 1000, got {args.epochs}")
     if args.image_size is not None and not 32 <= args.image_size <= 224:
