@@ -139,8 +139,11 @@ def _board(candidates, chosen, reason, scoring, evaluation, total) -> Leaderboar
     if not kept:
         return None
     chosen = chosen if _is_int(chosen) and any(c.index == chosen for c in kept) else None
-    # Best first; on a tie in accuracy the chosen one leads (the run broke the tie on another measure).
-    kept.sort(key=lambda c: (-c.accuracy, c.index != chosen, c.index))
+    # The chosen one first, then the rest best first. The chosen one is usually the best by accuracy too, or
+    # ties with it (the run broke the tie on another measure); a fine-tune candidate can win on a paired
+    # comparison (against the linear head scored on the same held-out pictures) with a lower number than a
+    # linear head's cross-validated one, and the chart must still show the winner where the sentence does.
+    kept.sort(key=lambda c: (c.index != chosen, -c.accuracy, c.index))
     return Leaderboard(candidates=tuple(kept), chosen=chosen, reason=_sentence(reason), scoring=_sentence(scoring),
                        evaluation=evaluation if isinstance(evaluation, str) else None, total=total)
 

@@ -19,6 +19,17 @@ def test_the_file_reads_best_first_with_the_choice(tmp_path):
     assert leaderboard.describe(board.candidates[0]) == "91% on average over 5 folds (± 3%)"
 
 
+
+def test_a_fine_tune_winner_leads_even_below_a_linear_heads_number(tmp_path):
+    """Fine-tuning wins on a paired comparison (held-out pictures), so its number can be lower than the best
+    linear head's cross-validated one: the chart still shows the winner first, where the sentence names it."""
+    record = candidates_record()
+    record["chosen"] = 3  # the fine-tune candidate, 0.78
+    (tmp_path / "candidates.json").write_text(json.dumps(record))
+    board = leaderboard.read(tmp_path)
+    assert [c.accuracy for c in board.candidates] == [0.78, 0.91, 0.84, 0.62]
+    assert board.candidates[0] == board.chosen_candidate
+
 def test_events_give_the_leaderboard_so_far():
     record = candidates_record()
     assert leaderboard.from_events([{"type": "phase", "name": "load_data"}]) is None  # a manual run
