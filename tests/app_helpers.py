@@ -49,17 +49,22 @@ def no_cached_weights(monkeypatch, tmp_path):
 
 
 def start_app(query: dict | None = None, page: str | None = None, timeout: float = 120,
-              known_session: bool = True) -> AppTest:
+              known_session: bool = True, secrets: dict | None = None, user: dict | None = None) -> AppTest:
     """Run the app once (optionally with URL query parameters, then on ``page``).
 
     A ``session`` in ``query`` stands for a link from an earlier visit, so it is recorded as issued by the
     server first, unless ``known_session`` is False (a made-up token, as an attacker's link would carry).
+    ``secrets`` stands for the server's secrets.toml, ``user`` for what Streamlit knows of a signed-in user.
     """
     if query and query.get("session") and known_session:
         from core import sessions
 
         sessions.remember(query["session"])
     at = AppTest.from_file(str(APP), default_timeout=timeout)
+    for key, value in (secrets or {}).items():
+        at.secrets[key] = value
+    if user is not None:
+        at.user = dict(user)
     at.query_params.update(query or {})
     at.run()
     assert_no_exception(at)

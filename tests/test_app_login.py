@@ -7,9 +7,8 @@ there after a real OpenID Connect sign-in) and ``at.secrets`` (the server's secr
 its pages and the workspace are real.
 """
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from app_helpers import APP, assert_no_exception, shown_text
+from app_helpers import shown_text, start_app
 from core import sessions, shares
 
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "a-long-random-cookie-secret-0123",
@@ -20,17 +19,8 @@ ADA = {"is_logged_in": True, "iss": "https://id.example.org", "sub": "ada-0001",
 PAGES = ["pages/1_data.py", "pages/5_evaluate.py", "pages/6_predict.py"]
 
 
-def open_app(user: dict, query: dict | None = None, page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.secrets["auth"] = dict(AUTH)
-    at.user = dict(user)
-    at.query_params.update(query or {})
-    at.run()
-    assert_no_exception(at)
-    if page:
-        at.switch_page(page).run()
-        assert_no_exception(at)
-    return at
+def open_app(user: dict, query: dict | None = None, page: str | None = None):
+    return start_app(query, page=page, secrets={"auth": dict(AUTH)}, user=user)
 
 
 @pytest.mark.parametrize("page", [None, *PAGES])
@@ -66,11 +56,7 @@ def test_a_share_link_needs_no_sign_in(isolated_workspace):
 
 
 def test_a_half_configured_sign_in_says_what_is_missing(isolated_workspace):
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.secrets["auth"] = {key: value for key, value in AUTH.items() if key != "cookie_secret"}
-    at.user = dict(ADA)
-    at.run()
-    assert_no_exception(at)
+    at = start_app(secrets={"auth": {key: value for key, value in AUTH.items() if key != "cookie_secret"}}, user=ADA)
     assert ["cookie_secret" in str(error.value) for error in at.error] == [True]
     assert "Use the demo data" not in [button.label for button in at.button]
 
