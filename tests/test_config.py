@@ -22,6 +22,22 @@ def test_defaults_are_valid_and_round_trip_through_json():
     assert config.learning_rate == pytest.approx(1e-4)  # measured defaults (README)
 
 
+def test_the_defaults_are_the_ones_the_readme_promises():
+    """The README's sentence on the manual defaults, read back into numbers, is the whole default config."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    sentence = " ".join(readme.split("The manual recipe's defaults are the fine-tune candidate's settings:", 1)[1]
+                        .split(".\n", 1)[0].split())
+    assert sentence == ("blocks 1-4 frozen, a GAP head, Adam at 1e-4, 20 epochs, batch size 32, 64 px, "
+                        "a 20 % validation split")
+    config = TrainConfig()
+    assert (config.recipe, config.model, config.weights) == ("auto", "vgg16", "imagenet")
+    assert (config.freeze_depth, config.head, config.optimizer, config.learning_rate, config.epochs,
+            config.batch_size, config.image_size, config.validation_fraction) == (4, "gap", "adam", 1e-4, 20, 32,
+                                                                                  64, 0.2)
+
+
 def test_seed_preset_reproduces_the_seed_recipe():
     config = TrainConfig.from_dict({"preset": "seed", "weights": "none", "learning_rate": 0.5})
     assert config.head == "seed" and config.optimizer == "sgd" and config.freeze_depth == 5
