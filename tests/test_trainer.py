@@ -292,3 +292,21 @@ def test_a_stop_during_the_forward_pass_lands_within_one_batch(demo_dir, run_dir
     assert result.state == "stopped" and runs.read_status(run_dir)["state"] == "stopped"
     assert seen == [seen[0]] and seen[0] < 1.0  # no batch ran after the one in which the stop came
     assert not (run_dir / "model.keras").exists()
+
+
+def test_two_phases_fine_tune_at_a_tenth_of_the_rate(demo_dir, run_dir, monkeypatch):
+    """The README's two-phase recipe: the head first at the rate, then the unfrozen blocks at a tenth of it."""
+    compiled = []
+    compile_classifier = models.compile_classifier
+
+    def record(model, optimizer, learning_rate, *args, **kwargs):
+        compiled.append((optimizer, learning_rate))
+        return compile_classifier(model, optimizer, learning_rate, *args, **kwargs)
+
+    monkeypatch.setattr(models, "compile_classifier", record)
+    config = {**TINY, "two_phase": True, "head_epochs": 1, "learning_rate": 0.003}
+    assert [(p.name, p.learning_rate) for p in make_trainer(run_dir, **config).phases()] == [
+        ("head", 0.003), ("fine_tune", pytest.approx(0.0003))]
+    result = training.train(TrainConfig.from_dict(config), demo_dir, run_dir)
+    assert result.state == "done", result.error
+    assert compiled == [("adam", 0.003), ("adam", pytest.approx(0.0003))]
