@@ -289,3 +289,34 @@ def subprocess_that_exited() -> int:
     child.wait()
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
     return child.pid
+
+
+def test_a_visible_gpu_means_one_run_at_a_time(monkeypatch, tmp_path, home, fake_python, managers):
+    """A fake ``nvidia-smi`` on PATH stands for a GPU (none here): the limit becomes 1 and a second run queues."""
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0000)'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv(jobs.MAX_JOBS_ENV, raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert jobs.gpu_visible() and jobs.default_max_concurrent() == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # the card hidden from this server: CPU rules
+    assert not jobs.gpu_visible()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    smi.write_text("#!/bin/sh\necho 'No devices were found'\nexit 6\n")  # a driver without a card
+    assert not jobs.gpu_visible()
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0000)'\n")
+    manager = managers(python=fake_python, start_thread=False)  # no limit given: the device decides
+    assert manager.max_concurrent == 1
+    hold = home / "release"
+    data = fake_data(home / "data", hold_file=str(hold))
+    ids = [manager.submit(FAST, str(data), owner=owner, run_id=f"gpu-{i}") for i, owner in enumerate(("ann", "bo"))]
+    assert [state_of(manager, run_id) for run_id in ids] == ["running", "queued"]
+    hold.touch()
+    deadline = time.monotonic() + 30
+    while state_of(manager, ids[1]) != "done" and time.monotonic() < deadline:
+        manager.refresh()
+        assert len(manager.running()) <= 1
+        time.sleep(0.05)
+    assert [state_of(manager, run_id) for run_id in ids] == ["done", "done"]
