@@ -113,7 +113,9 @@ def test_report_offline(autoencoder_report):
             page.goto(Path(autoencoder_report).as_uri(), wait_until="load")
             page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)  # Plotly really drew
             assert page.locator("img").count() >= 3
-            page.wait_for_timeout(500)
+            # every picture decoded and the network quiet (no request for 500 ms): a late fetch is still seen
+            page.wait_for_function("() => Array.from(document.images).every((img) => img.complete)")
+            page.wait_for_load_state("networkidle")
         finally:
             browser.close()
     assert requests, "the page made no request at all: it did not load"
