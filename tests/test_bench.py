@@ -1,5 +1,6 @@
 """`python -m bench --quick` runs end to end and writes readable results (no timing is asserted)."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,19 @@ def test_results_page_shows_gpu_figures_only_when_they_exist(tmp_path):
     page = report.markdown(results, None)
     assert "Not yet run on a GPU" not in page
     assert "NVIDIA H100" in page and "| 5 | cached | 2.00 s | 400 |" in page
+
+
+def test_the_two_check_scripts_run_on_tiny_settings(tmp_path, capsys):
+    """bench.defaults_check and bench.autoencoder_check are measurements (they assert nothing); here they are
+    seen to run end to end and print a row per candidate or arm, so the README's commands stay usable."""
+    from bench import autoencoder_check, defaults_check
+
+    only = next(iter(defaults_check.CANDIDATES))
+    assert defaults_check.main(["--per-class", "4", "--size", "32", "--seeds", "0", "--epochs", "1",
+                                "--weights", "none", "--only", only]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(re.escape(only) + r" last epoch \d\.\d{3} \+- \d\.\d{3}", printed), printed
+    assert autoencoder_check.main(["--seeds", "0", "--per-class", "4", "--size", "32", "--set", "epochs=1",
+                                   "--set", "autoencoder_epochs=1", "--out", str(tmp_path / "ae")]) == 0
+    printed = capsys.readouterr().out
+    assert "encoder" in printed and "random" in printed
