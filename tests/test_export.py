@@ -30,6 +30,23 @@ def test_bundle_reloads_to_the_same_predictions(keras_head_run, tmp_path):
                                predict.load_predictor(keras_head_run).predict_proba(images), atol=1e-6)
 
 
+classical_run = run_fixture("classical_run", "svm", "random_forest")
+
+
+def test_a_classical_bundle_reloads_safely_to_the_same_predictions(classical_run, tmp_path):
+    """No pickle: model.keras under safe_mode and the classifier through skops with trusted types only."""
+    from core.classifier_files import load_classifier
+
+    with zipfile.ZipFile(io.BytesIO(export.bundle_zip(classical_run))) as bundle:
+        assert not [name for name in bundle.namelist() if name.endswith((".joblib", ".pkl", ".pickle"))]
+        bundle.extractall(tmp_path)
+    images = evaluation.run_split(classical_run, "train").images
+    features = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).predict(
+        images.astype("float32"), verbose=0)
+    received = load_classifier(tmp_path / "classifier.skops").predict_proba(features)
+    np.testing.assert_allclose(received, predict.load_predictor(classical_run).predict_proba(images), atol=1e-6)
+
+
 def test_bundle_of_a_classical_head_carries_the_classifier(svm_run):
     with zipfile.ZipFile(io.BytesIO(export.bundle_zip(svm_run))) as bundle:
         assert "classifier.skops" in bundle.namelist() and "classifier.joblib" not in bundle.namelist()
