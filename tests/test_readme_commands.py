@@ -93,3 +93,38 @@ def test_an_experiment_from_the_command_line(tmp_path, capsys):
     results = json.loads((out_dir / "results.json").read_text())
     assert results["state"] == "done" and summary["rows"] == len(results["rows"]) > 0
     assert all(row["state"] == "done" for row in results["rows"])
+
+
+def test_the_other_train_options_through_the_command_line(tmp_path, capsys, monkeypatch):
+    """--preset seed, --model autoencoder with --unlabeled, and a zip as the data, as the README lists them;
+    and the default workspace, ./workspace, when TRANSFER_STUDIO_HOME is not set."""
+    data = tmp_path / "shapes"
+    assert main(["demo-data", str(data), "--per-class", "6", "--size", "32"]) == 0
+    archive = tmp_path / "shapes.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for picture in sorted(data.rglob("*.png")):
+            bundle.write(picture, picture.relative_to(data).as_posix())
+    unlabeled = tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    for index, picture in enumerate(sorted(data.rglob("*.png"))[:8]):
+        (unlabeled / f"{index}.png").write_bytes(picture.read_bytes())
+    capsys.readouterr()
+
+    code, out, err = run(capsys, "train", archive, "--out", tmp_path / "seed", "--preset", "seed", "--weights", "none",
+                         "--epochs", 1, "--image-size", 32)
+    assert code == 0 and json.loads(out)["state"] == "done", err
+    config = json.loads((tmp_path / "seed" / "config.json").read_text())
+    assert (config["head"], config["optimizer"], config["freeze_depth"], config["preset"]) == ("seed", "sgd", 5, "seed")
+    assert json.loads((tmp_path / "seed" / "dataset.json").read_text())["counts"] == {
+        "circle": 6, "square": 6, "star": 6, "triangle": 6}  # read from the zip
+
+    code, out, err = run(capsys, "train", data, "--out", tmp_path / "ae", "--model", "autoencoder", "--unlabeled",
+                         unlabeled, "--epochs", 1, "--autoencoder-epochs", 1, "--image-size", 32)
+    assert code == 0 and json.loads(out)["state"] == "done", err
+    phases = {e["phase"] for e in runs.read_all_events(tmp_path / "ae") if e["type"] == "epoch"}
+    assert "autoencoder" in phases and (tmp_path / "ae" / "reconstructions.png").exists()
+    assert json.loads((tmp_path / "ae" / "config.json").read_text())["unlabeled"] == str(unlabeled)
+
+    monkeypatch.delenv("TRANSFER_STUDIO_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert runs.workspace() == tmp_path / "workspace"
