@@ -277,3 +277,37 @@ def test_a_worker_trains_several_runs_per_process_and_survives_a_killed_one(demo
         assert runs.read_status(killed_dir)["state"] == "failed"
         after = worker.train(config, demo_dir, tmp_path / "r4", dataset)
         assert after.state == "done" and worker.processes_started == 3
+
+
+def test_a_stop_reaches_the_run_in_progress_within_a_batch(demo_dir, tmp_path):
+    """Stop while an experiment's run trains (its first batch event seen): that run stops within a batch,
+    keeps its best epoch, and no later run starts."""
+    import threading
+
+    out = tmp_path / "exp"
+    done = {}
+    worker = threading.Thread(target=lambda: done.update(results=experiments.run_experiment(
+        "transfer-vs-scratch", demo_dir, out, weights="none", image_size=32, epochs=30, quick=True)))
+    worker.start()
+
+    def training_run():
+        current = (runs.read_json(out / "results.json") or {}).get("current")
+        if current and any(e["type"] == "batch" for e in runs.read_all_events(current)):
+            return current
+        return None
+
+    from app_helpers import wait_for
+
+    current = wait_for(training_run, 120, interval=0.05, message="a run of the experiment to train")
+    experiments.stop_experiment(out)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    results = done["results"]
+    assert results["state"] == "stopped"
+    status = runs.read_status(current)
+    assert status["state"] == "stopped"
+    epochs = [e for e in runs.read_all_events(current) if e["type"] == "epoch"]
+    assert len(epochs) < 30  # it did not train on to the end
+    later = [row for row in results["rows"] if row.get("run_dir") and Path(row["run_dir"]) != Path(current)]
+    assert all(runs.read_status(row["run_dir"])["state"] == "done" for row in later)  # only those before it
+    assert len(results["rows"]) < results["planned"]
