@@ -242,6 +242,23 @@ FINE_TUNE_MIN_PER_CLASS = 20
 FINE_TUNE_LEARNING_RATE = 1e-4
 
 
+def decimal(value) -> str:
+    """A number as people write it, never in e-notation: 0.0001, 0.0000013, 0.5, 3 (anything else as text).
+    Below 1 it keeps two significant digits, which is all a learning rate needs."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number) or isinstance(value, bool):
+        return str(value)
+    if number == 0:
+        return "0"
+    if abs(number) >= 1:
+        return f"{number:g}" if abs(number) < 1e6 else f"{number:.0f}"
+    digits = 1 - math.floor(math.log10(abs(number)))  # two significant digits
+    return f"{number:.{digits}f}".rstrip("0").rstrip(".")
+
+
 def learning_rate_advice(values: dict[str, Any]) -> str | None:
     """A warning, in words, when pretrained conv blocks will train with a step large enough to wreck them.
 
@@ -260,9 +277,9 @@ def learning_rate_advice(values: dict[str, Any]) -> str | None:
             or not rate > FINE_TUNE_LEARNING_RATE * 1.0001):
         return None
     blocks = "Block 5" if depth == 4 else f"Blocks {depth + 1}-5"
-    return (f"{blocks} will train from pretrained weights at a learning rate of {rate:.1e}: a step that large "
-            f"can undo what they learned on ImageNet in the first epoch. Use {FINE_TUNE_LEARNING_RATE:.1e} or "
-            "lower when pretrained blocks train, or turn on two-phase fine-tuning (head first, then the blocks "
+    return (f"{blocks} will train from pretrained weights at a learning rate of {decimal(rate)}: a step that "
+            f"large can undo what they learned on ImageNet in the first epoch. Use {decimal(FINE_TUNE_LEARNING_RATE)} "
+            "or lower when pretrained blocks train, or turn on two-phase fine-tuning (head first, then the blocks "
             "at a tenth of the rate).")
 
 

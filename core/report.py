@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from core import leaderboard, measured, runs
+from core.config import decimal
 
 MAX_MISTAKES = 8
 MAX_GRAD_CAM = 4
@@ -37,6 +38,7 @@ th { background: #f4f4f4; text-align: left; } td.number { text-align: right; fon
 .gallery figure { margin: 0; text-align: center; font-size: .85em; max-width: 16em; }
 .gallery img { image-rendering: pixelated; border: 1px solid #ccc; }
 .confusion td { text-align: center; min-width: 3em; }
+details.more-settings summary { cursor: pointer; color: #555; }
 """
 
 
@@ -80,7 +82,7 @@ def _number(value, digits: int = 3) -> str:
 def _summary_section(status: dict, metrics: dict | None) -> str:
     rows = [["state", status.get("state", "unknown")], ["device", status.get("device", "")]]
     if status.get("train_seconds") is not None:
-        rows.append(["train_seconds", _number(status["train_seconds"], 1)])
+        rows.append(["seconds to train", _number(status["train_seconds"], 1)])
     if metrics:
         measure = measured.measure(metrics.get("evaluation"))
         rows.append([measure.accuracy, _number(metrics.get("accuracy"))])
@@ -102,12 +104,65 @@ def source_name(source: str) -> str:
     return Path(str(source).replace("\\", "/")).name
 
 
-def _config_section(config: dict) -> str:
+def _weights_words(value) -> str:
+    return {"imagenet": "ImageNet (pretrained)", "none": "none (random start)"}.get(value, f"the file {value}")
+
+
+# Each setting a report may name, in words: (label, how its value reads). A run's kind decides which of them
+# matter (MAIN_SETTINGS); every other one sits in a folded table under its stored name, for whoever repeats it.
+SETTING_WORDS = {
+    "model": ("Model", lambda v: {"vgg16": "VGG16", "autoencoder": "autoencoder"}.get(v, str(v))),
+    "image_size": ("Image size", lambda v: f"{v} x {v} pixels"),
+    "weights": ("Starting weights", _weights_words),
+    "freeze_depth": ("Frozen blocks", lambda v: "none frozen (every block trains)" if v == 0
+                     else f"{v} of 5 VGG16 blocks frozen"),
+    "learning_rate": ("Learning rate", decimal),
+    "optimizer": ("Optimizer", lambda v: {"adam": "Adam", "sgd": "SGD with momentum"}.get(v, str(v))),
+    "epochs": ("Epochs (passes over the training pictures)", str),
+    "batch_size": ("Batch size (pictures per update)", str),
+    "head": ("Head (the part that names the class)", lambda v: {
+        "gap": "average pooling + softmax", "seed": "Flatten + Dense 1024 + softmax", "svm": "SVM",
+        "random_forest": "random forest"}.get(v, str(v))),
+    "autoencoder_epochs": ("Autoencoder epochs", str),
+    "autoencoder_learning_rate": ("Autoencoder learning rate", decimal),
+    "fine_tune_encoder": ("Fine-tune the encoder afterwards", lambda v: "yes" if v else "no"),
+    "unlabeled": ("Extra unlabeled pictures", lambda v: "yes" if v else "none"),
+}
+MAIN_SETTINGS = {  # the settings that shape a run of each kind
+    "auto": ("model", "image_size", "weights"),
+    "manual": ("freeze_depth", "learning_rate", "optimizer", "epochs", "batch_size", "head", "weights", "image_size"),
+    "autoencoder": ("autoencoder_epochs", "autoencoder_learning_rate", "epochs", "head", "fine_tune_encoder",
+                    "image_size", "unlabeled"),
+}
+
+
+def run_kind(config: dict) -> str:
+    """"autoencoder", "auto" or "manual": which settings shaped the run."""
+    if config.get("model") == "autoencoder":
+        return "autoencoder"
+    return "auto" if config.get("recipe") == "auto" else "manual"
+
+
+def _config_section(config: dict, run: Path | None = None) -> str:
+    """The settings that matter for the run's kind in words, then every other setting folded away
+    (a <details> element) under the names the app stores them by."""
     from core.export import shareable_config
 
-    rows = [[name, json.dumps(value) if isinstance(value, (dict, list)) else value]
-            for name, value in sorted(shareable_config(config).items())]
-    return "<h2>Settings</h2>" + _table(["setting", "value"], rows)
+    shared = shareable_config(config)
+    kind = run_kind(config)
+    main = [field for field in MAIN_SETTINGS[kind] if field in shared]
+    rows = [[SETTING_WORDS[field][0], SETTING_WORDS[field][1](shared[field])] for field in main if field != "model"]
+    if kind == "auto":  # the model is the one the recipe chose
+        board = leaderboard.read_file(run) if run is not None else None
+        chosen = board.chosen_candidate if board is not None else None
+        rows.insert(0, ["Model", "VGG16, chosen automatically" + (f": {chosen.name}" if chosen else "")])
+    rest = [[name, json.dumps(value) if isinstance(value, (dict, list)) else value]
+            for name, value in sorted(shared.items()) if name not in main]
+    words = {"auto": "the automatic recipe", "manual": "the manual recipe", "autoencoder": "the autoencoder"}[kind]
+    return (f"<h2>Settings</h2><p>The settings that shaped this run ({words}):</p>"
+            + _table(["setting", "value"], rows)
+            + f'<details class="more-settings"><summary>Every other setting ({len(rest)}), as the app stores '
+              f"them</summary>{_table(['setting', 'value'], rest)}</details>")
 
 
 def _dataset_section(dataset: dict | None) -> str:
@@ -374,7 +429,7 @@ def build_report(run_dir: str | os.PathLike, experiment_results: dict | None = N
         f"<p class=\"note\">{_e(model_name)} with a {_e(config.get('head', '?'))} head; report written "
         f"{_e(time.strftime('%Y-%m-%d %H:%M'))}.</p>",
         _summary_section(status, metrics),
-        _config_section(config),
+        _config_section(config, run),
         _dataset_section(dataset),
         _candidates_section(run, plot),
         _curves_section(events, plot),
