@@ -11,7 +11,7 @@ import streamlit as st
 from core import auto, models
 from core import config as cfg_module
 from core.config import TrainConfig
-from pages import common, weights_panel
+from pages import common, glossary, weights_panel
 
 KEY = "cfg::"  # widget keys: cfg::<field>
 DEFAULTS = TrainConfig()  # widget fallbacks are the config's own defaults
@@ -88,8 +88,8 @@ def recipe_section(values: dict) -> str:
                                 captions=[RECIPE_CAPTIONS[recipe] for recipe in cfg_module.RECIPES])
     if values["recipe"] == "manual":
         st.button("Start from the seed recipe", key="seed_preset", on_click=apply_seed_preset,
-                  help="VGG16 frozen, Flatten-Dense(1024) head, SGD 1e-4 with momentum 0.9, 10 epochs "
-                       "(the weights stay as you chose)")
+                  help="VGG16 frozen, a Flatten + Dense(1024) head, SGD with momentum 0.9 at learning rate "
+                       "0.0001, 10 epochs (the weights stay as you chose)")
     else:
         blocks = ", ".join(str(block) for block in auto.FEATURE_BLOCKS[:-1]) + f" and {auto.FEATURE_BLOCKS[-1]}"
         st.markdown(
@@ -117,8 +117,8 @@ def freeze_diagram(summary: dict, image_size: int) -> go.Figure:
     """VGG16's five conv blocks and the head as boxes, frozen ones grey, trainable ones orange,
     with parameter counts, and a dashed line where the feature cache cuts."""
     figure = go.Figure()
-    boxes = [(f"block {b['block']}", f"{b['convs']} conv x {b['filters']}", b["params"], b["frozen"])
-             for b in summary["blocks"]]
+    boxes = [(f"block {b['block']}", f"{b['convs']} convolution layers,<br>{b['filters']} filters", b["params"],
+              b["frozen"]) for b in summary["blocks"]]
     boxes.append(("head", HEAD_LABELS.get(summary["head"]["name"], summary["head"]["name"]).split(" (")[0]
                   .replace(" + softmax", ""), summary["head"]["params"], None))
     for index, (title, detail, params, frozen) in enumerate(boxes):
@@ -128,18 +128,17 @@ def freeze_diagram(summary: dict, image_size: int) -> go.Figure:
         figure.add_shape(type="rect", x0=x0, x1=x1, y0=0, y1=1, fillcolor=colour, line=dict(color="#333", width=1),
                          layer="below")
         figure.add_trace(go.Scatter(
-            x=[(x0 + x1) / 2] * 4, y=[0.82, 0.6, 0.38, 0.16], mode="text", showlegend=False, hoverinfo="skip",
-            text=[f"<b>{title}</b>", detail if len(detail) < 18 else detail[:16] + "...",
-                  f"{params / 1e6:.2f} M params" if params >= 10_000 else f"{params:,} params", state],
-            textfont=dict(size=12, color="#111")))
+            x=[(x0 + x1) / 2] * 4, y=[0.85, 0.6, 0.34, 0.13], mode="text", showlegend=False, hoverinfo="skip",
+            text=[f"<b>{title}</b>", detail if len(detail) < 40 else detail[:36] + "...",
+                  f"{params / 1e6:.2f} million parameters" if params >= 10_000 else f"{params:,} parameters",
+                  state],
+            textfont=dict(size=11, color="#111")))
     depth = sum(1 for b in summary["blocks"] if b["frozen"])
     if summary.get("cache_cut"):
         x = depth * 1.2 - 0.1
         figure.add_shape(type="line", x0=x, x1=x, y0=-0.25, y1=1.25, line=dict(color="#c0392b", width=3, dash="dash"))
-        shape = "x".join(str(v) for v in summary["cache_shape"])
         figure.add_annotation(x=x, y=1.32, showarrow=False, font=dict(color="#c0392b", size=12),
-                              text=f"feature cache: {shape} per picture "
-                                   f"({summary['cache_bytes_per_image'] / 1024:.0f} KB)")
+                              text=cache_words(summary))
     figure.add_annotation(x=-0.15, y=0.5, showarrow=False, text=f"input<br>{image_size}x{image_size}",
                           xanchor="right", font=dict(size=11))
     figure.update_xaxes(visible=False, range=[-1.0, len(boxes) * 1.2])
@@ -148,17 +147,26 @@ def freeze_diagram(summary: dict, image_size: int) -> go.Figure:
     return figure
 
 
+def cache_words(summary: dict) -> str:
+    """The feature cache in words, numbers second: "features saved here once per picture (64 KB: 16x16x128)"."""
+    shape = "x".join(str(v) for v in summary["cache_shape"])
+    return (f"the frozen part's output is saved here once per picture "
+            f"({summary['cache_bytes_per_image'] / 1024:.0f} KB each: {shape} numbers)")
+
+
 def architecture_section(values: dict, n_classes: int) -> None:
     st.subheader("How much of VGG16 stays frozen")
     st.caption("VGG16 has five blocks of convolutions. Frozen blocks keep their weights; trainable ones learn "
                "from your pictures. With nothing random below the frozen part, its output is computed once and "
                "cached, so every epoch after the first costs almost nothing.")
     depth_widget = setting("freeze_depth", _int_in(values.get("freeze_depth"), 0, 5, DEFAULTS.freeze_depth))
-    values["freeze_depth"] = st.slider("Frozen blocks (freeze depth)", 0, 5, **depth_widget,
-                                       help="0 = train everything; 5 = train only the head")
+    values["freeze_depth"] = st.slider("Frozen blocks", 0, 5, **depth_widget,
+                                       help=f"{glossary.explain('frozen blocks')} 0: every block trains; "
+                                            "5: only the head trains.")
+    st.caption(f"Now: {glossary.frozen_words(values['freeze_depth'])}.")
     head_widget = setting("head", values.get("head") if values.get("head") in cfg_module.HEADS else DEFAULTS.head)
     values["head"] = st.selectbox("Head (what sits on top of block 5)", list(cfg_module.HEADS), **head_widget,
-                                  format_func=lambda h: HEAD_LABELS.get(h, h))
+                                  format_func=lambda h: HEAD_LABELS.get(h, h), help=glossary.explain("head"))
     shown_depth = 5 if values["head"] in cfg_module.CLASSICAL_HEADS else values["freeze_depth"]
     # the image-size widget is drawn further down: read its newest value, not last run's config
     image_size = int(st.session_state.get(KEY + "image_size",
@@ -167,13 +175,17 @@ def architecture_section(values: dict, n_classes: int) -> None:
     st.plotly_chart(freeze_diagram(summary, image_size), width="stretch",
                     key="freeze_diagram", config={"displayModeBar": False, "staticPlot": True})
     frozen, trainable, cache = st.columns(3)
-    frozen.metric("Frozen parameters", f"{summary['frozen_params']:,}")
-    trainable.metric("Trainable parameters", f"{summary['trainable_params']:,}")
+    frozen.metric("Frozen parameters", f"{summary['frozen_params']:,}", help=glossary.explain("parameters"))
+    trainable.metric("Trainable parameters", f"{summary['trainable_params']:,}",
+                     help=glossary.explain("parameters"))
     if summary["cache_cut"]:
-        cache.metric("Feature cache per picture", f"{summary['cache_bytes_per_image'] / 1024:.0f} KB",
-                     help=f"cut {summary['cache_cut']}, shape {summary['cache_shape']}, float16")
+        shape = "x".join(str(v) for v in summary["cache_shape"])
+        cache.metric("Saved features per picture (feature cache)", f"{summary['cache_bytes_per_image'] / 1024:.0f} KB",
+                     help=f"{glossary.explain('feature cache')} Saved after {summary['cache_cut']}: {shape} "
+                          "numbers per picture, each in 2 bytes.")
     else:
-        cache.metric("Feature cache", "off", help="nothing is frozen, so there is nothing to cache")
+        cache.metric("Saved features (feature cache)", "off",
+                     help="Nothing is frozen, so every block changes while training and nothing can be saved.")
     if values["head"] in cfg_module.CLASSICAL_HEADS:
         st.info("The SVM and random-forest heads always use the fully frozen network (freeze depth 5).")
 
@@ -184,32 +196,39 @@ def optimizer_section(values: dict) -> None:
     optimizer_widget = setting("optimizer", values.get("optimizer") if values.get("optimizer") in cfg_module.OPTIMIZERS
                                else DEFAULTS.optimizer)
     values["optimizer"] = left.radio("Optimizer", list(cfg_module.OPTIMIZERS), **optimizer_widget, horizontal=True,
-                                     format_func={"adam": "Adam", "sgd": "SGD with momentum"}.get)
+                                     format_func={"adam": "Adam", "sgd": "SGD with momentum"}.get,
+                                     help=glossary.explain("optimizer"))
     if values["optimizer"] == "sgd":
         momentum = float(values.get("momentum", DEFAULTS.momentum) or DEFAULTS.momentum)
         momentum_widget = setting("momentum", min(max(momentum, 0.0), 0.99))
-        values["momentum"] = right.slider("Momentum", 0.0, 0.99, step=0.01, **momentum_widget)
+        values["momentum"] = right.slider("Momentum", 0.0, 0.99, step=0.01, **momentum_widget,
+                                          help=glossary.explain("momentum"))
     lr_widget = setting("learning_rate", snap(values.get("learning_rate", DEFAULTS.learning_rate), LR_GRID))
-    values["learning_rate"] = st.select_slider("Learning rate (log scale)", LR_GRID, **lr_widget,
-                                               format_func=lambda v: f"{v:.1e}")
+    values["learning_rate"] = st.select_slider("Learning rate (10 marks to the right: 10 times larger)",
+                                               LR_GRID, **lr_widget, format_func=glossary.decimal,
+                                               help=glossary.explain("learning rate"))
 
 
 def training_section(values: dict) -> None:
     st.subheader("Training")
     a, b, c = st.columns(3)
     epochs_widget = setting("epochs", _int_in(values.get("epochs"), 1, 1000, DEFAULTS.epochs))
-    values["epochs"] = a.number_input("Epochs", 1, 1000, step=1, **epochs_widget)
+    values["epochs"] = a.number_input("Epochs", 1, 1000, step=1, **epochs_widget, help=glossary.explain("epoch"))
     batch_widget = setting("batch_size", _int_in(values.get("batch_size"), 1, 1024, DEFAULTS.batch_size))
-    values["batch_size"] = b.number_input("Batch size", 1, 1024, step=1, **batch_widget)
+    values["batch_size"] = b.number_input("Batch size", 1, 1024, step=1, **batch_widget,
+                                          help=glossary.explain("batch size"))
     image_size_setting(c, values)
     augment_widget = setting("augment", bool(values.get("augment", DEFAULTS.augment)))
-    values["augment"] = st.checkbox("Augmentation (random flips, rotations, zooms)", **augment_widget)
+    values["augment"] = st.checkbox("Augmentation (random flips, rotations, zooms)", **augment_widget,
+                                    help=glossary.explain("augmentation"))
     if values["augment"]:
         st.caption("Augmentation changes every picture every epoch, so the feature cache is turned off: "
                    "the frozen blocks run every epoch (much slower on a CPU).")
     two_phase_widget = setting("two_phase", bool(values.get("two_phase", DEFAULTS.two_phase)))
     values["two_phase"] = st.checkbox("Two-phase fine-tuning: first the head with everything frozen, then unfreeze "
-                                      "down to the freeze depth at a tenth of the learning rate", **two_phase_widget)
+                                      "down to the frozen blocks chosen above at a tenth of the learning rate",
+                                      **two_phase_widget,
+                                    help=glossary.explain("two-phase fine-tuning"))
     if values["two_phase"]:
         head_epochs_widget = setting("head_epochs", _int_in(values.get("head_epochs"), 1, 1000, DEFAULTS.head_epochs))
         values["head_epochs"] = st.number_input("Epochs of the head-only phase", 1, 1000, step=1, **head_epochs_widget)
@@ -220,14 +239,16 @@ def training_section(values: dict) -> None:
         x, y, z = st.columns(3)
         validation_share_setting(x, values)
         dropout_widget = setting("dropout", min(max(float(values.get("dropout") or 0.0), 0.0), 0.9))
-        values["dropout"] = y.slider("Dropout (pooling head)", 0.0, 0.9, step=0.05, **dropout_widget)
+        values["dropout"] = y.slider("Dropout (pooling head)", 0.0, 0.9, step=0.05, **dropout_widget,
+                                     help=glossary.explain("dropout"))
         seed_setting(z, values)
         stop_widget = setting("early_stopping", bool(values.get("early_stopping", DEFAULTS.early_stopping)))
-        values["early_stopping"] = x.checkbox("Early stopping", **stop_widget)
+        values["early_stopping"] = x.checkbox("Early stopping", **stop_widget, help=glossary.explain("early stopping"))
         patience_widget = setting("patience", _int_in(values.get("patience"), 1, 100, DEFAULTS.patience))
         values["patience"] = y.number_input("Patience (epochs)", 1, 100, step=1, **patience_widget)
         cache_widget = setting("cache_features", bool(values.get("cache_features", DEFAULTS.cache_features)))
-        values["cache_features"] = z.checkbox("Feature cache", **cache_widget)
+        values["cache_features"] = z.checkbox("Save the frozen part's features (feature cache)", **cache_widget,
+                                              help=glossary.explain("feature cache"))
 
 
 # The three settings both recipes read, drawn by one function each so both layouts bind the same widget.
@@ -243,13 +264,13 @@ def validation_share_setting(container, values: dict) -> None:
     val_widget = setting("validation_fraction", min(max(share, 0.05), 0.5))
     values["validation_fraction"] = container.slider(
         "Validation share", 0.05, 0.5, step=0.05, **val_widget,
-        help=f"Pictures held out to measure the model. Automatic training holds none out when a class has "
+        help=f"{glossary.explain('validation share')} Automatic training holds none out when a class has "
              f"fewer than {auto.FEW_PER_CLASS} pictures: cross-validation measures it instead.")
 
 
 def seed_setting(container, values: dict) -> None:
     seed_widget = setting("seed", _int_in(values.get("seed"), 0, 2**31 - 1, DEFAULTS.seed))
-    values["seed"] = container.number_input("Seed", 0, 2**31 - 1, step=1, **seed_widget)
+    values["seed"] = container.number_input("Seed", 0, 2**31 - 1, step=1, **seed_widget, help=glossary.explain("seed"))
 
 
 def _int_in(value, low, high, default):
@@ -274,8 +295,9 @@ def learning_rate_test(dataset_path: str, settings_json: str, steps: int, _progr
 
 def lr_finder_section(values: dict, weights_ready: bool) -> None:
     st.subheader("Learning-rate finder")
-    st.caption("A short range test: train for a few steps while the learning rate rises from 1e-6 to 1; the "
-               "loss falls, then blows up. A good rate sits where it falls fastest.")
+    st.caption("A short test: train for a few steps while the learning rate rises from 0.000001 to 1; the "
+               "loss falls, then blows up. A good rate sits where it falls fastest.",
+               help=glossary.explain("learning-rate finder"))
     info = common.current_dataset()
     config, problems = common.validate_config(values)
     steps = common._env_int(common.LR_STEPS_ENV, 100, 10, 1000)
@@ -296,15 +318,46 @@ def lr_finder_section(values: dict, weights_ready: bool) -> None:
     if not found:
         return
     result = found["result"]
+    figure, clipped = finder_figure(result)
+    common.show_chart(figure, key="lr_curve")
+    if clipped:
+        st.caption("The loss axis is cut off above a few times the starting loss: the blow-up at the largest "
+                   "rates goes off the top, so the useful part (where the loss falls) stays readable.")
+    suggested = snap(result["suggested"], LR_GRID)
+    st.button(f"Use the suggested learning rate {glossary.decimal(suggested)}", key="lr_apply",
+              on_click=apply_learning_rate, args=(result["suggested"],))
+
+
+FINDER_TOP = 3.0  # the finder's loss axis ends at this many times the starting loss (or the highest loss below it)
+
+
+def finder_range(losses: list) -> tuple[list[float], bool]:
+    """The finder plot's loss axis, [bottom, top], and whether a spike was cut off: from just below the lowest
+    loss to FINDER_TOP times the starting loss (the starting loss is the mean of the first few, which are
+    noisy), so a blow-up at the largest rates does not flatten the part that matters."""
+    finite = [float(v) for v in losses if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return [0.0, 1.0], False
+    start = sum(finite[:3]) / len(finite[:3])
+    low, high = min(finite), max(finite)
+    top = max(FINDER_TOP * start, low * 1.5) if start > 0 else high
+    clipped = high > top
+    top = top if clipped else high
+    pad = 0.05 * (top - low or 1.0)
+    return [max(0.0, low - pad), top + pad], clipped
+
+
+def finder_figure(result: dict) -> tuple[go.Figure, bool]:
+    """The learning-rate finder's loss against the rate (log scale), the suggestion dashed, the loss axis
+    clipped by ``finder_range``. Returns (figure, clipped)."""
     figure = go.Figure(go.Scatter(x=result["learning_rates"], y=result["losses"], mode="lines", name="loss"))
     figure.add_vline(x=result["suggested"], line_dash="dash", line_color="#c0392b")
+    y_range, clipped = finder_range(result["losses"])
     figure.update_xaxes(type="log", title_text="learning rate")
-    figure.update_yaxes(title_text="training loss")
-    figure.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(figure, width="stretch", key="lr_curve")
-    suggested = snap(result["suggested"], LR_GRID)
-    st.button(f"Use the suggested learning rate {suggested:.1e}", key="lr_apply", on_click=apply_learning_rate,
-              args=(result["suggested"],))
+    figure.update_yaxes(title_text="training loss" + (" (axis cut off above)" if clipped else ""), range=y_range)
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10),
+                         title="Loss while the learning rate rises (the dashed line is the suggestion)")
+    return figure, clipped
 
 
 # ---------------------------------------------------------------------- page
@@ -314,7 +367,8 @@ def main() -> None:
     values = common.config()
     info = common.current_dataset()
     n_classes = max(2, len(info["classes"])) if info else 4
-    st.caption("Choose what to train. Every change is kept for the Train page.")
+    st.caption("Choose what to train. Every change is kept for the Train page. Point at a ? to see what a "
+               "word means, or open the glossary at the bottom.")
     recipe = recipe_section(values)
     weights = weights_panel.section()
     if recipe == "auto":
@@ -339,6 +393,12 @@ def main() -> None:
                    "Start training on the **Train** page.")
     if recipe == "manual":
         lr_finder_section(values, weights.ready)
+        glossary.show("VGG16", "block", "convolution layer", "filters", "frozen blocks", "parameters", "head",
+                      "feature cache", "optimizer", "learning rate", "learning-rate finder", "loss", "epoch",
+                      "batch size", "augmentation", "two-phase fine-tuning", "validation share", "seed")
+    else:
+        glossary.show("VGG16", "ImageNet weights", "cross-validation", "validation share", "seed", "head",
+                      "fine-tuning")
 
 
 common.run_page(main)

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import leaderboard, measured, runs
-from pages import common
+from pages import common, glossary
 from pages import weights_panel
 
 POLL_SECONDS = 1.0
@@ -118,11 +118,11 @@ def phase_notes(summary: dict) -> None:
     if cache is not None:
         if cache.get("used"):
             megabytes = (cache.get("bytes") or 0) / 2**20
-            notes.append(f"feature cache on ({megabytes:.1f} MB): the frozen blocks ran once")
+            notes.append(f"the frozen blocks ran once and their output was saved (feature cache, {megabytes:.1f} MB)")
         else:
             notes.append(f"feature cache off: {common.plain(cache.get('reason', ''), 200)}")
     if notes:
-        st.caption(" · ".join(notes))
+        st.caption(" · ".join(notes), help=glossary.explain("feature cache") if cache is not None else None)
 
 
 def render_run(run_id: str) -> None:
@@ -141,7 +141,7 @@ def render_run(run_id: str) -> None:
     if board is not None or recipe(run_id) == "auto":
         auto_curves(run_id, events, status, board)
     elif summary["epochs"] or summary["batches"]:
-        st.plotly_chart(common.curves_figure({run_id: events}), width="stretch", key=f"curves-{run_id}")
+        common.show_chart(common.curves_figure({run_id: events}), key=f"curves-{run_id}")
     elif status.get("state") == "running":
         st.caption("The curves appear with the first training batch.")
     if status.get("state") == "done":
@@ -171,7 +171,7 @@ def auto_curves(run_id: str, events: list[dict], status: dict, board) -> None:
         st.caption("The fine-tuning candidate learns from most of the training pictures; its validation "
                    "curves are measured on the training pictures held out from it."
                    + (" The final model then learns from every training picture." if len(curves) > 1 else ""))
-        st.plotly_chart(common.curves_figure(curves, label_traces=True), width="stretch", key=f"curves-{run_id}")
+        common.show_chart(common.curves_figure(curves, label_traces=True), key=f"curves-{run_id}")
     elif status.get("state") == "done" and board and board.chosen_candidate and board.chosen_candidate.folds:
         # a linear head won (scored by folds): its one fit is no curve
         st.caption("No curves to draw: the chosen model is a linear head on the frozen features, fitted in "
@@ -212,19 +212,26 @@ def runs_table() -> None:
         automatic = config.get("recipe") == "auto"  # its manual settings below are unused defaults
         table.append({
             "run": row["id"],
-            "state": status.get("state", "?") + (f" (#{row['queue_position']} in line)" if row.get("queue_position") else ""),
+            "state": common.STATE_WORDS.get(status.get("state"), status.get("state", "?"))
+                     + (f" (number {row['queue_position']} in line)" if row.get("queue_position") else ""),
             "accuracy": (f"{accuracy:.0%} ({measured.of_run(row['path']).short})"
                          if isinstance(accuracy, (int, float)) else ""),
-            "train seconds": status.get("train_seconds"),
+            "seconds to train": status.get("train_seconds"),
             "how": "automatic" if automatic else "manual",
-            "frozen blocks": None if automatic else config.get("freeze_depth"),
-            "head": None if automatic else config.get("head"),
-            "learning rate": None if automatic else f"{float(config.get('learning_rate') or 0):.1e}",
+            "frozen blocks": None if automatic else glossary.frozen_words(config.get("freeze_depth")),
+            "head": None if automatic else glossary.head_words(config.get("head")),
+            "learning rate": None if automatic else glossary.decimal(config.get("learning_rate") or 0),
             "epochs": config.get("epochs"),
             "image size": config.get("image_size"),
             "weights": config.get("weights") if config.get("weights") in ("imagenet", "none") else "file",
         })
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "accuracy": st.column_config.TextColumn("accuracy", help=glossary.explain("accuracy")),
+        "seconds to train": st.column_config.NumberColumn("seconds to train", format="%.0f"),
+        "frozen blocks": st.column_config.TextColumn("frozen blocks", help=glossary.explain("frozen blocks")),
+        "head": st.column_config.TextColumn("head", help=glossary.explain("head")),
+        "learning rate": st.column_config.TextColumn("learning rate", help=glossary.explain("learning rate")),
+        "epochs": st.column_config.NumberColumn("epochs", help=glossary.explain("epoch"))})
     ids = [row["id"] for row in rows]
     current = common.current_run()
     follow_current_run(ids, current)
@@ -253,7 +260,7 @@ def runs_table() -> None:
             figure = common.curves_figure(curves, batch_line=False)
             # the legend names settings, so it runs long: hang it below the axis titles, not over them
             figure.update_layout(legend=dict(yanchor="top", y=-0.3), height=360 + 20 * len(curves))
-            st.plotly_chart(figure, width="stretch", key="overlay")
+            common.show_chart(figure, key="overlay")
 
 
 def follow_current_run(ids: list[str], current: str | None) -> None:
@@ -276,10 +283,10 @@ SETTING_WORDS = (  # (setting, its value in a legend): what tells runs apart, in
     ("recipe", lambda value: "automatic" if value == "auto" else "manual"),
     ("model", lambda value: {"vgg16": "VGG16", "autoencoder": "autoencoder"}.get(value, str(value))),
     ("weights", lambda value: f"weights {value if value in ('imagenet', 'none') else 'file'}"),
-    ("freeze_depth", lambda value: f"{value} of 5 blocks frozen"),
-    ("head", lambda value: f"head {value}"),
-    ("optimizer", str),
-    ("learning_rate", lambda value: f"learning rate {float(value):g}"),
+    ("freeze_depth", glossary.frozen_words),
+    ("head", lambda value: f"head {glossary.head_words(value)}"),
+    ("optimizer", glossary.optimizer_words),
+    ("learning_rate", lambda value: f"learning rate {glossary.decimal(value)}"),
     ("epochs", lambda value: f"{value} epochs"),
     ("batch_size", lambda value: f"batch {value}"),
     ("image_size", lambda value: f"{value} px"),
@@ -330,6 +337,8 @@ def main() -> None:
         elif status:
             render_run(run_id)
     runs_table()
+    glossary.show("epoch", "loss", "accuracy", "validation accuracy", "feature cache", "frozen blocks", "head",
+                  "learning rate", "cross-validation", "fine-tuning")
 
 
 common.run_page(main)

@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import ingest, runs
 from core.config import AUTOENCODER_HEAD, HEADS, TrainConfig
-from pages import common
+from pages import common, glossary
 
 KEY = "ae::"                     # widget keys: ae::<setting>
 SETTINGS = "autoencoder_settings"  # session state: this page's settings, kept across page switches
@@ -68,16 +68,17 @@ def settings_form(values: dict) -> None:
             help="Passes over every picture while the autoencoder learns to rebuild them.")
         values["autoencoder_learning_rate"] = st.select_slider(
             "Autoencoder learning rate", AE_LEARNING_RATES, key=widget_key("autoencoder_learning_rate", values),
-            format_func=lambda rate: f"{rate:g}")
+            format_func=glossary.decimal, help=glossary.explain("learning rate"))
         values["image_size"] = st.select_slider(
             "Image size (pixels)", IMAGE_SIZES, key=widget_key("image_size", values),
             help="Smaller trains much faster; 32 or 64 suits the demo pictures.")
     with right:
         st.markdown("**2. Transfer: a classifier on the encoder**")
         values["head"] = st.selectbox("Head", list(HEADS), key=widget_key("head", values),
-                                      format_func=lambda head: HEAD_LABELS.get(head, head))
+                                      format_func=lambda head: HEAD_LABELS.get(head, head),
+                                      help=glossary.explain("head"))
         values["epochs"] = st.number_input("Classifier epochs", min_value=1, max_value=200, step=1,
-                                           key=widget_key("epochs", values))
+                                           key=widget_key("epochs", values), help=glossary.explain("epoch"))
         values["fine_tune_encoder"] = st.checkbox(
             "Fine-tune the encoder afterwards (at a tenth of the learning rate)",
             key=widget_key("fine_tune_encoder", values),
@@ -160,7 +161,7 @@ def start_run(values: dict, info: dict) -> None:
 
 def run_label(config: dict, run_id: str) -> str:
     return (f"{run_id} ({config.get('autoencoder_epochs')} autoencoder + {config.get('epochs')} classifier epochs, "
-            f"{config.get('image_size')} px, head {config.get('head')})")
+            f"{config.get('image_size')} px, head {glossary.head_words(config.get('head'))})")
 
 
 def autoencoder_runs() -> list[dict]:
@@ -183,8 +184,12 @@ def reconstruction_figure(events: list[dict]) -> go.Figure:
     figure.update_layout(title="Reconstruction loss (lower is better)", height=320, uirevision="keep",
                          margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="center", x=0.5),
-                         xaxis_title="epoch", yaxis_title="1/(2N) Σ‖x − x̂‖²")
+                         xaxis_title="epoch", yaxis_title="reconstruction loss")
     figure.update_xaxes(rangemode="tozero")
+    top = common.loss_top([y for trace in figure.data for y in (trace.y or ())],
+                          [v for e in epochs for v in (e.get("loss"), e.get("val_loss"))])
+    if top is not None:  # the first batches' loss would flatten the rest of the curve
+        figure.update_yaxes(range=[0, top])
     return figure
 
 
@@ -246,11 +251,12 @@ def render_run(run_id: str) -> None:
     curve, grid = st.columns([2, 3])
     with curve:
         if ae_epochs or any(b.get("phase") == "autoencoder" for b in summary["batches"]):
-            st.plotly_chart(reconstruction_figure(events), width="stretch", key=f"ae_loss::{run_id}")
+            common.show_chart(reconstruction_figure(events), key=f"ae_loss::{run_id}")
             if len(ae_epochs) >= 2 and ae_epochs[0].get("loss"):
                 drop = 1 - ae_epochs[-1]["loss"] / ae_epochs[0]["loss"]
-                st.caption(f"Reconstruction loss {ae_epochs[0]['loss']:.4g} after epoch 1, "
-                           f"{ae_epochs[-1]['loss']:.4g} after epoch {ae_epochs[-1]['epoch']} ({drop:.0%} lower).")
+                st.caption(f"Reconstruction loss {glossary.decimal(ae_epochs[0]['loss'])} after epoch 1, "
+                           f"{glossary.decimal(ae_epochs[-1]['loss'])} after epoch {ae_epochs[-1]['epoch']} "
+                           f"({drop:.0%} lower).", help=glossary.explain("reconstruction loss"))
         elif state in ACTIVE:
             st.caption("The reconstruction loss curve appears with the first autoencoder batch.")
     with grid:
@@ -258,7 +264,7 @@ def render_run(run_id: str) -> None:
     classifier = [e for e in summary["epochs"] + summary["batches"] if e.get("phase") != "autoencoder"]
     if classifier:
         st.markdown("**The transferred classifier** (encoder frozen, then fine-tuned if chosen)")
-        st.plotly_chart(common.curves_figure({run_id: events}), width="stretch", key=f"ae_curves::{run_id}")
+        common.show_chart(common.curves_figure({run_id: events}), key=f"ae_curves::{run_id}")
     elif ae_epochs and state in ACTIVE:
         st.caption("After the autoencoder, its encoder is frozen and a classifier head trains on the labeled "
                    "pictures: its curves appear here.")
@@ -315,6 +321,7 @@ def main() -> None:
                 "back here to pretrain the autoencoder.")
         st.page_link("pages/1_data.py", label="Go to Data", icon=":material/photo_library:")
     settings_form(values)
+    glossary.show("autoencoder", "encoder", "reconstruction loss", "head", "epoch", "learning rate", "fine-tuning")
     if st.button("Start autoencoder run", type="primary", key="ae_start", disabled=not info):
         start_run(values, info)
     rows = autoencoder_runs()

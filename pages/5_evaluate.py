@@ -9,7 +9,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import common
+from pages import common, glossary
 
 GALLERY = 8          # Grad-CAM pictures in the gallery
 CELL_LIMIT = 24      # pictures shown for one confusion-matrix cell
@@ -110,8 +110,9 @@ def feature_map_figure(points: dict, classes: list[str]) -> go.Figure:
             hovertemplate="%{customdata[0]}<br>predicted: %{customdata[1]}<extra>" + common.plotly_text(name, 30)
                           + "</extra>"))
     figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10),
-                         title=f"What the model sees: its features in 2-D ({points.get('method', 'pca').upper()})",
-                         xaxis_title="component 1", yaxis_title="component 2")
+                         title="What the model sees: a map of the pictures' features (2-D projection)",
+                         xaxis_title="map across (the direction the features differ most)",
+                         yaxis_title="map up (the next most)")
     return figure
 
 
@@ -127,10 +128,12 @@ def metrics_row(result: dict) -> None:
         measure = measured.measure(result["evaluation"])
         a.metric(measure.title, f"{result['accuracy']:.1%}", help=measure.explained)
     else:
-        a.metric("Accuracy", f"{result['accuracy']:.1%}", help="On the pictures of the zip.")
+        a.metric("Accuracy", f"{result['accuracy']:.1%}",
+                 help=f"{glossary.explain('accuracy')} Here: on the pictures of the zip.")
     b.metric("Pictures evaluated", result["n"])
     c.metric("Mistakes", len(result["misclassified"]))
-    d.metric("Macro F1", f"{macro_f1:.2f}")
+    d.metric("Average F1 over classes", f"{macro_f1:.2f}",
+             help=f"{glossary.explain('average F1 over classes')} {glossary.explain('F1')}")
     st.caption(f"Measured on: {common.plain(result.get('data', ''), 300)}")
     if result.get("skipped"):
         st.warning(f"{len(result['skipped'])} pictures were left out of the evaluation: "
@@ -144,8 +147,8 @@ def confusion_section(row: dict, result: dict, dataset) -> None:
     classes, matrix = result["classes"], result["confusion_matrix"]
     names = [str(name) for name in classes]
     chart_key, pick_key, seen_key = f"cm::{row['id']}", f"cm_cell::{row['id']}", f"_cm_click::{row['id']}"
-    event = st.plotly_chart(confusion_figure(matrix, classes), width="stretch", key=chart_key, on_select="rerun",
-                            selection_mode="points", config={"displayModeBar": False})
+    event = common.show_chart(confusion_figure(matrix, classes), key=chart_key, on_select="rerun",
+                              selection_mode="points", config={"displayModeBar": False})
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     clicked = None
     for point in points:
@@ -197,7 +200,7 @@ def gallery_section(row: dict, result: dict, dataset, digest: str | None) -> Non
         else:
             captions.append(f"✗ {common.plain(item['true'], 30)}, said {common.plain(item['predicted'], 30)} "
                             f"({item['confidence']:.0%})")
-    st.subheader("Grad-CAM gallery")
+    st.subheader("Grad-CAM gallery", help=glossary.explain("Grad-CAM"))
     if class_explained(row["path"]):
         st.caption("Red marks the regions that pushed the model towards its answer. Mistakes first.")
     else:
@@ -243,16 +246,18 @@ def main() -> None:
     with left:
         confusion_section(row, result, dataset)
     with right:
-        st.plotly_chart(per_class_figure(result), width="stretch", key="per_class", config={"displayModeBar": False})
+        common.show_chart(per_class_figure(result), key="per_class", config={"displayModeBar": False})
     if result.get("feature_map"):
-        st.plotly_chart(feature_map_figure(result["feature_map"], result["classes"]), width="stretch",
-                        key="feature_map")
+        common.show_chart(feature_map_figure(result["feature_map"], result["classes"]), key="feature_map")
         st.caption("Each dot is a picture, coloured by its true class; an x marks a mistake. Classes that sit apart "
-                   "are easy for the model; mixed clouds are where it gets confused.")
+                   "are easy for the model; mixed clouds are where it gets confused.",
+                   help=glossary.explain("feature map"))
     try:  # the metrics above stay useful without the gallery
         gallery_section(row, result, dataset, digest)
     except Exception as error:  # noqa: BLE001
         common.show_error(error)
+    glossary.show("accuracy", "confusion matrix", "precision", "recall", "F1", "average F1 over classes",
+                  "feature map", "features", "Grad-CAM", "cross-validation")
 
 
 common.run_page(main)

@@ -7,14 +7,14 @@ import streamlit as st
 
 from core import experiments, jobs
 from core import weights as vgg16_weights
-from pages import common, weights_panel
+from pages import common, glossary, weights_panel
 
 POLL_SECONDS = 2.0
 DESCRIPTIONS = {
     "freeze-depth": "First a linear probe on the frozen features of each of VGG16's five blocks (seconds each: "
                     "where in the pretrained network the useful features are), then pretrained VGG16 trained "
-                    "with k = 5 ... 0 of its blocks frozen (quick: 5, 3, 0). More frozen blocks train faster; "
-                    "the chart shows what that costs in accuracy.",
+                    "with 5 of 5 blocks frozen, then 4, 3, 2, 1 and finally none frozen (quick: 5, 3 and none). "
+                    "More frozen blocks train faster; the chart shows what that costs in accuracy.",
     "transfer-vs-scratch": "The automatic recipe on pretrained VGG16 (the best of linear heads on blocks 3-5, "
                            "and of fine-tuning block 5 from 20 pictures a class), pretrained VGG16 with every "
                            "block trained, the same network from random weights trained the same way, and the "
@@ -24,6 +24,15 @@ DESCRIPTIONS = {
                        "from random weights, trained fully) with 2, 5, 10, 20 and all labeled images per class "
                        "(quick: 2, 5 and all), a few seeds each. The validation images stay the same throughout.",
 }
+COLUMN_WORDS = {  # a row's keys (results.json keeps them) as the table on screen says them
+    "method": "method", "label": "run", "block": "block", "freeze_depth": "frozen blocks",
+    "per_class": "pictures per class", "seed": "seed", "chosen": "chosen by the automatic recipe",
+    "val_accuracy": "validation accuracy", "train_seconds": "seconds to train", "epochs": "epochs",
+    "state": "state", "error": "error", "run": "run id"}
+COLUMN_HELP = {"validation accuracy": glossary.explain("validation accuracy"),
+               "frozen blocks": glossary.explain("frozen blocks"), "block": glossary.explain("block"),
+               "epochs": glossary.explain("epoch"), "seed": glossary.explain("seed"),
+               "method": f"{glossary.explain('linear probe')} {glossary.explain('scratch')}"}
 # the varied settings of each kind; "chosen" is what the automatic recipe picked (empty for other rows)
 SETTING_COLUMNS = {"freeze-depth": ["block", "freeze_depth"], "transfer-vs-scratch": ["freeze_depth", "chosen"],
                    "data-efficiency": ["per_class", "seed", "chosen"]}
@@ -111,9 +120,15 @@ def show_results(path: str) -> None:
             line["run"] = (row.get("run_dir") or "").rsplit("/", 1)[-1]  # a linear probe has none
             if line["error"]:  # core's words, which may quote a file in the workspace
                 line["error"] = common.without_workspace_paths(str(line["error"]))
-        st.dataframe(table, hide_index=True, key="experiment_rows")
+            if line.get("freeze_depth") is not None:
+                line["freeze_depth"] = glossary.frozen_words(line["freeze_depth"])
+            line["state"] = common.STATE_WORDS.get(line["state"], line["state"])
+        table = [{COLUMN_WORDS.get(column, column.replace("_", " ")): value for column, value in line.items()}
+                 for line in table]
+        st.dataframe(table, hide_index=True, key="experiment_rows", column_config={
+            name: st.column_config.Column(name, help=words) for name, words in COLUMN_HELP.items()})
     for index, figure in enumerate(experiments.figures(results)):
-        st.plotly_chart(figure, key=f"experiment_chart_{index}")
+        common.show_chart(figure, key=f"experiment_chart_{index}", width="content")
     charts = experiments.charts_path(path)
     if state != "running" and charts is not None:
         st.download_button("Download the charts (HTML, works offline)", data=charts.read_bytes(),
@@ -158,6 +173,8 @@ def body() -> None:
         live_results(path)
     else:
         show_results(path)
+    glossary.show("frozen blocks", "linear probe", "scratch", "validation accuracy", "ImageNet weights",
+                  "cross-validation", "epoch", "seed")
 
 
 common.run_page(body)

@@ -29,6 +29,7 @@ import streamlit as st
 
 from core import jobs, measured, runs, sessions
 from core.config import ConfigError, TrainConfig
+from pages import glossary
 
 log = logging.getLogger("transfer_studio.app")
 
@@ -318,13 +319,11 @@ def settings_parts(values: dict) -> tuple[str, str]:
         # core.auto's candidates (FEATURE_BLOCKS, the block-5 fine-tune), named here without importing Keras
         return "Automatic", (f"VGG16 (weights {weights}), the best of linear heads on blocks 3-5 or fine-tuning "
                              f"block 5, chosen by cross-validation, {values.get('image_size')} px")
-    try:
-        rate = f"{float(values.get('learning_rate')):.1e}"
-    except (TypeError, ValueError):
-        rate = str(values.get("learning_rate"))
+    rate = glossary.decimal(values.get("learning_rate"))  # 0.0001, not 1.0e-04
     model = {"vgg16": "VGG16", "autoencoder": "Autoencoder"}.get(values.get("model", "vgg16"), values.get("model"))
     return "Manual", (f"{model}, weights {weights}, {values.get('freeze_depth')} of 5 blocks "
-                      f"frozen, head {values.get('head')}, {values.get('optimizer')} at learning rate {rate}, "
+                      f"frozen, head {glossary.head_words(values.get('head'))}, "
+                      f"{glossary.optimizer_words(values.get('optimizer'))} at learning rate {rate}, "
                       f"{values.get('epochs')} epochs, batch {values.get('batch_size')}, {values.get('image_size')} px"
                       + (", augmentation" if values.get("augment") else "")
                       + (", two-phase" if values.get("two_phase") else ""))
@@ -442,11 +441,11 @@ def run_label(row: dict) -> str:
     of ``my_runs``): "20260101-... (VGG16, automatic, cross-validated accuracy 25%)"."""
     config, status = row["config"], row["status"]
     if config.get("model") == "autoencoder":
-        model = f"autoencoder, head {config.get('head')}"
+        model = f"autoencoder, head {glossary.head_words(config.get('head'))}"
     elif config.get("recipe") == "auto":
         model = "VGG16, automatic"
     else:
-        model = f"VGG16, head {config.get('head')}"
+        model = f"VGG16, head {glossary.head_words(config.get('head'))}"
     accuracy = status.get("val_accuracy")
     if isinstance(accuracy, (int, float)):
         model += ", " + measured.of_run(row["path"]).percent(accuracy)
@@ -575,10 +574,50 @@ def curves_figure(runs_events: dict[str, list[dict]], *, batch_line: bool = True
                                             line=dict(color=colour, dash=dash, width=2),
                                             legendgroup=label), row=1, col=col)
     figure.update_xaxes(title_text="epoch", rangemode="tozero")
+    losses = [y for trace in figure.data if trace.xaxis in (None, "x") for y in (trace.y or ())]
+    top = loss_top(losses, [y for trace in figure.data if trace.xaxis in (None, "x") and "each batch" not in
+                            (trace.name or "") for y in (trace.y or ())])
+    if top is not None:
+        figure.update_yaxes(range=[0, top], row=1, col=1)
     figure.update_yaxes(range=[0, 1.02], row=1, col=2)
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", y=-0.25), uirevision="keep")
     return figure
+
+
+def loss_top(losses: list, epoch_losses: list) -> float | None:
+    """The top of a loss axis that shows the story: every per-epoch loss, and the batch losses up to three
+    times their median (one wild batch at the start would squash the rest of the curve into a flat line)."""
+    finite = sorted(v for v in losses if isinstance(v, (int, float)) and math.isfinite(v))
+    if not finite:
+        return None
+    median = finite[len(finite) // 2]
+    epochs = [v for v in epoch_losses if isinstance(v, (int, float)) and math.isfinite(v)]
+    return 1.1 * max([min(finite[-1], 3 * median)] + epochs) or None
+
+
+CHART_TOP_MARGIN = 64  # pixels above the plot: Plotly's toolbar (about 30) and a title line, apart
+
+
+def room_for_toolbar(figure):
+    """Keep Plotly's toolbar off a figure's titles: the toolbar shows only while the pointer is on the chart,
+    in a top margin tall enough to hold it above the title, which sits just over the plot. Returns ``figure``."""
+    margin = figure.layout.margin
+    figure.update_layout(margin=dict(t=max(margin.t or 0, CHART_TOP_MARGIN)))
+    if figure.layout.title.text:
+        figure.update_layout(title=dict(yref="paper", y=1, yanchor="bottom", pad=dict(b=8)))
+    return figure
+
+
+CHART_CONFIG = {"displayModeBar": "hover", "displaylogo": False}
+
+
+def show_chart(figure, key: str, **kwargs):
+    """``st.plotly_chart`` for every page's charts: full width, the toolbar on hover only and clear of the
+    titles (``room_for_toolbar``). ``config`` in ``kwargs`` adds to CHART_CONFIG. Returns Streamlit's value."""
+    config = {**CHART_CONFIG, **kwargs.pop("config", {})}
+    kwargs.setdefault("width", "stretch")
+    return st.plotly_chart(room_for_toolbar(figure), key=key, config=config, **kwargs)
 
 
 def show_candidates(run_id: str, events: list[dict]):

@@ -112,7 +112,8 @@ def test_settings_summary_names_the_recipe():
         "chosen by cross-validation, 64 px")
     manual = {**auto, "recipe": "manual", "weights": "/somewhere/my.weights.h5", "augment": True}
     assert common.settings_summary(manual) == (
-        "Manual: VGG16, weights uploaded file, 4 of 5 blocks frozen, head gap, adam at learning rate 1.0e-04, "
+        "Manual: VGG16, weights uploaded file, 4 of 5 blocks frozen, head average pooling, Adam at learning rate "
+        "0.0001, "
         "20 epochs, batch 32, 64 px, augmentation")
     assert common.FIELD_LABELS["recipe"] == "How to train"
 
@@ -130,7 +131,8 @@ def test_moving_the_freeze_depth_recolours_the_diagram_and_changes_the_counts(ap
     assert metric(at, "Trainable parameters") != trainable_before
     assert int(metric(at, "Frozen parameters").replace(",", "")) == 38_720 + 221_440  # blocks 1 and 2
     annotations = " ".join(a["text"] for a in plotly_specs(at)["freeze_diagram"]["layout"]["annotations"])
-    assert "feature cache: 16x16x128" in annotations  # the cut after block 2 at 64 px
+    # the cut after block 2 at 64 px, in words first
+    assert "saved here once per picture" in annotations and "16x16x128 numbers" in annotations
     assert at.session_state["config"]["freeze_depth"] == 2
     # blocks 3-5 train from pretrained weights: at 1e-3 the page warns and names the fix; at 1e-4 it is quiet
     assert not any("will train" in warning.value for warning in at.warning)

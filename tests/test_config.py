@@ -120,7 +120,7 @@ def test_a_large_step_on_pretrained_blocks_gets_advice():
     from core.config import learning_rate_advice
 
     advice = learning_rate_advice({"freeze_depth": 3, "learning_rate": 1e-3})
-    assert advice and "Blocks 4-5 will train" in advice and "1.0e-03" in advice and "1.0e-04" in advice
+    assert advice and "Blocks 4-5 will train" in advice and "0.001" in advice and "0.0001" in advice
     assert learning_rate_advice({"freeze_depth": 4, "learning_rate": 1.6e-4}).startswith("Block 5 will train")
     assert learning_rate_advice({"freeze_depth": 3, "learning_rate": 1e-4}) is None
     assert learning_rate_advice({"freeze_depth": 5, "learning_rate": 1e-2}) is None  # only the head trains
