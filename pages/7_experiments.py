@@ -3,6 +3,8 @@
 Pick a kind, see the estimated time, start it (its own process, ``python -m core experiment``),
 watch the rows fill in, read the charts. core.experiments does the work; this page lays it out.
 """
+import re
+
 import streamlit as st
 
 from core import experiments, jobs
@@ -36,6 +38,33 @@ COLUMN_HELP = {"validation accuracy": glossary.explain("validation accuracy"),
 # the varied settings of each kind; "chosen" is what the automatic recipe picked (empty for other rows)
 SETTING_COLUMNS = {"freeze-depth": ["block", "freeze_depth"], "transfer-vs-scratch": ["freeze_depth", "chosen"],
                    "data-efficiency": ["per_class", "seed", "chosen"]}
+
+
+K_EQUALS = re.compile(r"\bk ?= ?(\d)\b")
+K_PHRASE = re.compile(r"\bk (frozen blocks|blocks frozen)\b")
+
+
+def in_words(text):
+    """core.experiments' shorthand for the number of frozen blocks ("k=5", "k blocks frozen") in words, as
+    the rest of the app says it: "5 of 5 blocks frozen", "none frozen"; anything but text comes back as it is."""
+    if not isinstance(text, str):
+        return text
+    text = K_EQUALS.sub(lambda match: "none frozen" if match.group(1) == "0" else f"{match.group(1)} of 5 blocks "
+                        "frozen", text)
+    return K_PHRASE.sub(lambda match: match.group(1), text)
+
+
+def figure_in_words(figure):
+    """An experiment chart with its titles, trace names and category labels said ``in_words``."""
+    figure.update_layout(title_text=in_words(figure.layout.title.text))
+    figure.for_each_xaxis(lambda axis: axis.update(
+        title_text=in_words(axis.title.text),
+        categoryarray=[in_words(x) for x in axis.categoryarray] if axis.categoryarray else None))
+    for trace in figure.data:
+        trace.name = in_words(trace.name)
+        if trace.x is not None and any(isinstance(x, str) for x in trace.x):
+            trace.x = [in_words(x) for x in trace.x]
+    return figure
 
 
 def current_experiment(owner: str) -> str | None:
@@ -111,7 +140,7 @@ def show_results(path: str) -> None:
                                                                           if probes else ""))
     lesson = experiments.headline(results)
     if lesson:
-        st.markdown(f"**{lesson}**")
+        st.markdown(f"**{in_words(lesson)}**")
     if rows:
         columns = ["method", "label"] + SETTING_COLUMNS.get(results.get("kind"), []) + [
             "val_accuracy", "train_seconds", "epochs", "state", "error"]
@@ -123,12 +152,13 @@ def show_results(path: str) -> None:
             if line.get("freeze_depth") is not None:
                 line["freeze_depth"] = glossary.frozen_words(line["freeze_depth"])
             line["state"] = common.STATE_WORDS.get(line["state"], line["state"])
+            line["label"] = in_words(line["label"])
         table = [{COLUMN_WORDS.get(column, column.replace("_", " ")): value for column, value in line.items()}
                  for line in table]
         st.dataframe(table, hide_index=True, key="experiment_rows", column_config={
             name: st.column_config.Column(name, help=words) for name, words in COLUMN_HELP.items()})
     for index, figure in enumerate(experiments.figures(results)):
-        common.show_chart(figure, key=f"experiment_chart_{index}", width="content")
+        common.show_chart(figure_in_words(figure), key=f"experiment_chart_{index}", width="content")
     charts = experiments.charts_path(path)
     if state != "running" and charts is not None:
         st.download_button("Download the charts (HTML, works offline)", data=charts.read_bytes(),

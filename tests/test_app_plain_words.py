@@ -172,7 +172,7 @@ def test_the_experiments_table_and_description_are_in_words(demo_dir, isolated_w
     from test_app_experiments import OWNER as EXPERIMENT_OWNER, page
 
     out = experiments.new_experiment_dir(EXPERIMENT_OWNER, "freeze-depth")
-    rows = [{"method": "transfer", "label": f"{depth} blocks frozen", "freeze_depth": depth, "val_accuracy": 0.5,
+    rows = [{"method": "transfer", "label": f"k={depth}", "freeze_depth": depth, "val_accuracy": 0.5,
              "train_seconds": 3.0, "epochs": 1, "state": "done", "error": None, "curve": [0.5]} for depth in (5, 0)]
     runs.write_json_atomic(out / experiments.RESULTS_FILE, {"kind": "freeze-depth", "title": "Freeze depth",
                                                             "state": "done", "planned": 2, "rows": rows})
@@ -181,8 +181,10 @@ def test_the_experiments_table_and_description_are_in_words(demo_dir, isolated_w
     table = at.dataframe[0].value
     assert {"validation accuracy", "seconds to train", "frozen blocks"} <= set(table.columns), table.columns
     assert list(table["frozen blocks"]) == ["5 of 5 blocks frozen", "none frozen (every block trains)"]
-    text = shown_text(at)
-    assert "5 of 5 blocks frozen" in text and "k = " not in text and glossaries(at)
+    assert list(table["run"]) == ["5 of 5 blocks frozen", "none frozen"]
+    text = page_words(at)  # the description, the lesson, the charts' labels
+    assert "5 of 5 blocks frozen" in text and not re.search(r"\bk ?=|\bk (frozen|blocks)", text), text
+    assert glossaries(at)
 
 
 def write_report_run(tmp_path: Path, **settings) -> Path:
