@@ -337,9 +337,15 @@ FIELD_LABELS = {
 }
 
 
+def field_words(name: str) -> str:
+    """A setting as the Model page labels it ("Learning rate"), not by its name in code (learning_rate)."""
+    return FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
 def show_config_problems(problems: dict[str, str]) -> None:
     """One st.error naming every bad setting and what is allowed."""
-    lines = [f"- **{FIELD_LABELS.get(name, name)}** (`{name}`): {plain(message)}" for name, message in problems.items()]
+    # the settings' own names (learning_rate) are for code; a student reads the Model page's labels
+    lines = [f"- **{field_words(name)}**: {plain(message)}" for name, message in problems.items()]
     st.error("These settings are not allowed, so nothing was started. Fix them on the Model page:\n\n"
              + "\n".join(lines))
 
@@ -657,7 +663,7 @@ def explain(error: BaseException) -> str:
         dataset_error = ()
     if isinstance(error, ConfigError):
         return "These settings are not allowed: " + "; ".join(
-            f"{name}: {plain(message)}" for name, message in error.problems.items())
+            f"{field_words(name)}: {plain(message)}" for name, message in error.problems.items())
     if dataset_error and isinstance(error, dataset_error):
         return f"The images could not be used: {plain(error)}"
     if isinstance(error, models.WeightsError):

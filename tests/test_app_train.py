@@ -64,7 +64,8 @@ def test_a_bad_setting_names_the_field_and_launches_nothing(app_env):
                                   "learning_rate": float("nan")}
     at.switch_page(TRAIN).run()
     [problem] = errors(at)
-    assert "epochs" in problem and "learning_rate" in problem and "whole number from 1 to 1000" in problem
+    assert "**Epochs**" in problem and "**Learning rate**" in problem and "whole number from 1 to 1000" in problem
+    assert "learning_rate" not in problem  # the Model page's words, not the setting's name in code
     at.button(key="start").click().run()
     assert_no_exception(at)
     assert any("Nothing was started" in message for message in errors(at))
