@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import common
+from pages import common, share_view
 
 MAX_CLASSES_SHOWN = 10   # every class of a small model; the 10 likeliest of a bigger one
 NEAREST = 5
@@ -185,6 +185,7 @@ def main() -> None:
         st.caption("Upload pictures (or turn on the camera) to see what the model thinks they are.")
     st.divider()
     downloads(row)
+    share_view.render_owner_panel(row)  # make, list and revoke read-only share links to this model
 
 
 common.run_page(main)

@@ -1,6 +1,7 @@
 """A share link through AppTest: the preview of a real recipe-auto run (core.training, 32 px, weights none;
 shared with the other run tests through run_fixtures) shows the model card and predicts, and nothing of the
-owner's session; a revoked, unknown or dangling link says so plainly."""
+owner's session; a revoked, unknown or dangling link says so plainly; the owner's panel on the Predict page
+makes, lists and revokes links."""
 import json
 from pathlib import Path
 
@@ -134,3 +135,23 @@ def test_a_share_link_that_carries_a_session_too_is_the_preview_alone(owner_run,
     assert dict(at.query_params) == {"share": token}
     text = everything_shown(at)
     assert OWNER not in text and RUN_ID not in text and not at.sidebar.children
+
+
+def test_the_owner_shares_lists_and_revokes_on_the_predict_page(owner_run):
+    at = start_app({"session": OWNER, "run": RUN_ID}, page="pages/6_predict.py")
+    assert "No share links to this model yet." in shown_text(at)
+    at.button(key="share_make").click().run()
+    assert_no_exception(at)
+    [link] = shares.links(OWNER, run_id=RUN_ID)
+    [url] = [str(code.value) for code in at.code]
+    assert url.endswith("/?share=" + url.rsplit("=", 1)[1]) and OWNER not in url
+    token = url.rsplit("=", 1)[1]
+    assert shares.resolve(token).run_id == RUN_ID  # the URL shown is the link's
+    assert "active" in shown_text(at)
+
+    at.button(key=f"share_revoke::{link.id}").click().run()
+    assert_no_exception(at)
+    with pytest.raises(shares.ShareError):
+        shares.resolve(token)
+    assert "revoked" in shown_text(at) and not at.get("code")
+    assert not at.button(key="share_make").disabled  # another link can be made
