@@ -2,12 +2,10 @@
 class, up to 10), Grad-CAM and the nearest training pictures to say why, a batch table as CSV, and the model
 bundle and HTML report to take away. Bad files are warned about by name; the rest still predict."""
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common, share_view
 
-MAX_CLASSES_SHOWN = 10   # every class of a small model; the 10 likeliest of a bigger one
 NEAREST = 5
 
 
@@ -48,18 +46,6 @@ def report(run_dir: str, stamp: int) -> str:
 
 # ---------------------------------------------------------------------- drawing
 
-def probability_bars(row: dict) -> go.Figure:
-    top = list(reversed(row["top"]))  # the most likely class on top
-    labels = [common.plotly_text(item["label"], 40) for item in top]
-    values = [item["probability"] for item in top]
-    figure = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:.1%}" for v in values],
-                              textposition="auto", marker_color=["#9aa9bd"] * (len(top) - 1) + ["#f28e2b"],
-                              hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    figure.update_layout(height=70 + 34 * len(top), margin=dict(l=10, r=10, t=10, b=30),
-                         xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"))
-    return figure
-
-
 def picture_inputs() -> list[tuple[str, bytes]]:
     files = st.file_uploader("Pictures to classify (drag and drop one or many)", accept_multiple_files=True,
                              key="predict_files")
@@ -84,7 +70,7 @@ def show_predictions(row: dict, pictures: list[tuple[str, bytes]], top_k: int) -
             picture, bars = st.columns([1, 4])
             picture.image(data, caption=common.plain(r["file"], 80), width=160)
             bars.markdown(f"**{common.plain(r['label'], 80)}** ({r['confidence']:.1%} sure)")
-            bars.plotly_chart(probability_bars(r), width="stretch", key=f"bars::{index}",
+            bars.plotly_chart(common.probability_bars(r), width="stretch", key=f"bars::{index}",
                               config={"displayModeBar": False})
     if good:
         explain_section(row, good)
@@ -180,7 +166,7 @@ def main() -> None:
         return
     pictures = picture_inputs()
     if pictures:
-        show_predictions(row, pictures, MAX_CLASSES_SHOWN)  # core clips it to the model's classes
+        show_predictions(row, pictures, common.MAX_CLASSES_SHOWN)  # core clips it to the model's classes
     else:
         st.caption("Upload pictures (or turn on the camera) to see what the model thinks they are.")
     st.divider()

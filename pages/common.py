@@ -867,3 +867,26 @@ def pick_model_run(key: str, label: str, when_none: str) -> dict | None:
     if run_status() is None:  # no current run (a fresh tab): the run shown here becomes it
         set_current_run(chosen)
     return by_id[chosen]
+
+
+# ---------------------------------------------------------------------- predictions
+
+MAX_CLASSES_SHOWN = 10  # Predict and a share link: every class of a small model; the 10 likeliest of a bigger one
+
+
+def probability_bars(row: dict, compact: bool = False):
+    """One picture's classes as horizontal bars, the likeliest on top and in colour, each with its number.
+    ``compact`` (a share link, often on a phone): whole percents, shorter labels, thinner bars."""
+    import plotly.graph_objects as go
+
+    top = list(reversed(row["top"]))  # the most likely class on top
+    values = [item["probability"] for item in top]
+    figure = go.Figure(go.Bar(x=values, y=[plotly_text(item["label"], 30 if compact else 40) for item in top],
+                              orientation="h", text=[f"{v:.0%}" if compact else f"{v:.1%}" for v in values],
+                              textposition="auto", textangle=0,
+                              marker_color=["#9aa9bd"] * (len(top) - 1) + ["#f28e2b"],
+                              hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    figure.update_layout(height=(60 + 30 * len(top)) if compact else (70 + 34 * len(top)),
+                         margin=dict(l=10, r=10, t=10, b=30),
+                         xaxis=dict(range=[0, 1], tickformat=".0%", title=None if compact else "probability"))
+    return figure

@@ -22,7 +22,6 @@ from pages import common
 log = logging.getLogger("transfer_studio.share")
 
 SHARE_PARAM = "share"          # URL query parameter holding a share token
-MAX_CLASSES_SHOWN = 10         # every class of a small model; the 10 likeliest of a bigger one
 
 
 # ---------------------------------------------------------------------- the app, for a share link
@@ -167,7 +166,7 @@ def live_testing(run_dir: Path) -> None:
         return
     stamp = (run_dir / "model.keras").stat().st_mtime_ns  # a retrained model never gets stale answers
     with st.spinner("Predicting..."):
-        rows = predictions(str(run_dir), stamp, tuple(pictures), MAX_CLASSES_SHOWN)
+        rows = predictions(str(run_dir), stamp, tuple(pictures), common.MAX_CLASSES_SHOWN)
     for index, (row, (_, data)) in enumerate(zip(rows, pictures)):
         if "error" in row:
             st.warning(f"{common.plain(row['file'], 120)} was not predicted: {common.plain(row['error'], 300)}")
@@ -176,8 +175,8 @@ def live_testing(run_dir: Path) -> None:
             picture, bars = st.columns([1, 3])
             picture.image(data, caption=common.plain(row["file"], 80), width=140)
             bars.markdown(f"**{common.plain(row['label'], 80)}** ({row['confidence']:.0%} sure)")
-            bars.plotly_chart(probability_bars(row), width="stretch", key=f"share_bars::{index}",
-                              config={"displayModeBar": False})
+            bars.plotly_chart(common.probability_bars(row, compact=True), width="stretch",
+                              key=f"share_bars::{index}", config={"displayModeBar": False})
     if len(rows) > 1:
         import pandas as pd
 
@@ -185,21 +184,6 @@ def live_testing(run_dir: Path) -> None:
                                     "sure": r.get("confidence"), "problem": str(r.get("error", ""))} for r in rows]),
                      hide_index=True, width="stretch", column_config={"sure": st.column_config.ProgressColumn(
                          "sure", format="percent", min_value=0.0, max_value=1.0)})
-
-
-def probability_bars(row: dict):
-    """The classes as bars, likeliest on top (the Predict page draws its own the same way)."""
-    import plotly.graph_objects as go
-
-    top = list(reversed(row["top"]))
-    values = [item["probability"] for item in top]
-    figure = go.Figure(go.Bar(x=values, y=[common.plotly_text(item["label"], 30) for item in top], orientation="h",
-                              text=[f"{v:.0%}" for v in values], textposition="auto", textangle=0,
-                              marker_color=["#9aa9bd"] * (len(top) - 1) + ["#f28e2b"],
-                              hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    figure.update_layout(height=60 + 30 * len(top), margin=dict(l=10, r=10, t=10, b=30),
-                         xaxis=dict(range=[0, 1], tickformat=".0%"))
-    return figure
 
 
 # ---------------------------------------------------------------------- the owner's panel (Predict page)
