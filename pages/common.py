@@ -810,8 +810,10 @@ def sidebar() -> None:
         info = current_dataset()
         if info:
             classes = ", ".join(info["classes"][:6]) + (" ..." if len(info["classes"]) > 6 else "")
-            st.markdown(f"**{plain(info['name'])}**  \n{info['images']} images, "
-                        f"{len(info['classes'])} classes: {plain(classes)}")
+            from core.datasets import count_words
+
+            st.markdown(f"**{plain(info['name'])}**  \n{count_words(info['images'])}, "
+                        f"{count_words(len(info['classes']), 'class')}: {plain(classes)}")
         else:
             st.markdown("None yet: pick one on the **Data** page.")
         st.caption("Run")

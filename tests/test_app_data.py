@@ -42,7 +42,7 @@ def test_demo_data_fills_the_dataset(app_env):
     again = start_app({"session": at.session_state["owner"]})
     assert again.session_state["owner"] == at.session_state["owner"]
     sidebar = "\n".join(str(m.value) for m in again.sidebar.markdown)
-    assert "16 images, 4 classes" in sidebar
+    assert "16 pictures, 4 classes" in sidebar
 
 
 def test_a_page_run_without_the_entry_point_still_gets_the_frame(app_env):
@@ -51,12 +51,12 @@ def test_a_page_run_without_the_entry_point_still_gets_the_frame(app_env):
     every run after its first. The page then builds the navigation and frame itself."""
     at = load_demo(start_app())
     sidebar = "\n".join(str(m.value) for m in at.sidebar.markdown)
-    assert "16 images, 4 classes" in sidebar
+    assert "16 pictures, 4 classes" in sidebar
     at.switch_page("pages/2_model.py").run()
     assert_no_exception(at)
     assert at.title[0].value == "Model"
     sidebar = "\n".join(str(m.value) for m in at.sidebar.markdown)
-    assert "16 images, 4 classes" in sidebar and ("CPU" in sidebar or "GPU" in sidebar)
+    assert "16 pictures, 4 classes" in sidebar and ("CPU" in sidebar or "GPU" in sidebar)
     assert at.query_params["session"] == at.session_state["owner"]
 
 
@@ -179,7 +179,7 @@ def test_class_cards_rename_delete_upload_and_camera(app_env):
     assert ingest.load_labeled(path, 32).counts == {"round": 6, "square": 1, "triangle": 5}
     again = start_app({"session": at.session_state["owner"]})
     assert again.session_state["dataset"]["path"] == path
-    assert "12 images, 3 classes" in "\n".join(str(m.value) for m in again.sidebar.markdown)
+    assert "12 pictures, 3 classes" in "\n".join(str(m.value) for m in again.sidebar.markdown)
 
 
 def test_a_new_dataset_starts_empty_and_named_without_merging_into_the_current_one(app_env):
