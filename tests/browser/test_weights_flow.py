@@ -155,7 +155,7 @@ def test_a_reload_keeps_the_settings_and_the_uploaded_weights(offline_server, br
         go_to(page, "Model")
         page.get_by_test_id("stRadio").filter(has_text="Automatic (recommended)").get_by_text(
             "Manual", exact=True).click()
-        page.get_by_text("Frozen blocks (freeze depth)").wait_for()
+        page.get_by_text("Frozen blocks", exact=True).wait_for()
         wait_idle(page)
         weights_radio(page).get_by_text("A weights file").click()
         page.get_by_text("You chose a weights file, but none is uploaded yet").wait_for()
