@@ -177,7 +177,7 @@ def test_from_nothing_to_a_prediction(page, server, tmp_path):
     go_to(page, "Model")
     recipe = page.get_by_test_id("stRadio").filter(has_text="Automatic (recommended)")
     recipe.get_by_text("Manual", exact=True).click()
-    page.get_by_text("Frozen blocks", exact=True).wait_for()
+    page.get_by_test_id("stSlider").filter(has_text="Frozen blocks").wait_for()
     wait_idle(page)
     page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()
     wait_idle(page)
