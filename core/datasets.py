@@ -1,5 +1,6 @@
 """A session's labeled datasets as a teacher works on them: save one, start an empty one, add pictures to a
-named class, add, rename or delete a class, delete a picture, and list the classes with their pictures.
+named class, add, rename or delete a class, delete a picture, and list the classes with their pictures;
+and the unlabeled sets the autoencoder learns from.
 
 A dataset is a folder as ``ingest.save_dataset`` writes it: ``<class>/<number>.png`` and ``manifest.json``
 (classes, counts, skipped, image_size, source: the dataset's name, files). A folder is never changed once
@@ -97,6 +98,29 @@ def save(dataset: ingest.Dataset, root: str | os.PathLike, name: str) -> Path:
     folder = root / new_id(root)
     ingest.save_dataset(dataset, str(folder), source=_checked_name(name))
     return folder
+
+
+UNLABELED_NAME = "unlabeled upload"
+
+
+def read_unlabeled(files: Iterable[tuple[str, bytes]], image_size: int, *, policy: str = "center_crop",
+                   progress: Callable | None = None) -> ingest.Dataset:
+    """Pictures without labels from uploaded (file name, bytes) pairs: the first zip among them (pictures
+    at any depth), else every file; labels all -1. Files that are not usable pictures are skipped, each
+    with its reason (an empty result means none was usable)."""
+    files = list(files)
+    zips = [(name, data) for name, data in files if name.lower().endswith(".zip")]
+    if zips:
+        return ingest.load_unlabeled(zips[0][1], image_size, policy=policy, progress=progress)
+    labeled = ingest.from_uploads([(name, data, "unlabeled") for name, data in files], image_size,
+                                  policy=policy, progress=progress)
+    return ingest.Dataset(labeled.images, np.full(len(labeled.images), -1, dtype=np.int64), [],
+                          labeled.paths, labeled.skipped, labeled.image_size)
+
+
+def save_unlabeled(dataset: ingest.Dataset, workspace: str | os.PathLike, owner: str) -> Path:
+    """Keep an unlabeled set under the owner's unlabeled folder of the workspace; return its folder."""
+    return save(dataset, Path(workspace) / "unlabeled" / owner, UNLABELED_NAME)
 
 
 def create(root: str | os.PathLike, name: str, image_size: int) -> Path:

@@ -219,20 +219,13 @@ def unlabeled_section() -> None:
         bar, report = progress_bar("Reading the unlabeled pictures...")
 
         def change():
-            zips = [f for f in files if f.name.lower().endswith(".zip")]
-            if zips:
-                dataset = ingest.load_unlabeled(zips[0].getvalue(), common.STORAGE_SIZE,
-                                                policy=common.STORAGE_POLICY, progress=report)
-            else:
-                labeled = ingest.from_uploads([(f.name, f.getvalue(), "unlabeled") for f in files],
-                                              common.STORAGE_SIZE, policy=common.STORAGE_POLICY, progress=report)
-                dataset = ingest.Dataset(labeled.images, np.full(len(labeled.images), -1, dtype=np.int64), [],
-                                         labeled.paths, labeled.skipped, labeled.image_size)
+            dataset = datasets.read_unlabeled([(f.name, f.getvalue()) for f in files], common.STORAGE_SIZE,
+                                              policy=common.STORAGE_POLICY, progress=report)
             if len(dataset.images) == 0:
                 say("error", "None of those files is a usable picture; nothing was kept. The table says why.",
                     "top", dataset.skipped)
                 return
-            folder = datasets.save(dataset, runs.workspace() / "unlabeled" / common.owner(), "unlabeled upload")
+            folder = datasets.save_unlabeled(dataset, runs.workspace(), common.owner())
             st.session_state["unlabeled"] = {"path": str(folder), "images": int(len(dataset.images)),
                                              "skipped": list(dataset.skipped)}
             say("success" if not dataset.skipped else "warning",

@@ -1,17 +1,14 @@
 """Train page: start and stop a run, watch it live (state in words, a progress bar through every
 phase, the auto recipe's leaderboard of candidates, loss and accuracy curves), and compare this
 session's runs. The script never waits for training: a fragment re-reads the run's events every second."""
-import time
 from pathlib import Path
 
 import streamlit as st
 
 from core import leaderboard, measured, runs
 from pages import common, glossary
-from pages import weights_panel
+from pages import live_run, weights_panel
 
-POLL_SECONDS = 1.0
-ACTIVE = ("queued", "running")
 START_WAITS_FOR_WEIGHTS = ("Start is off: the chosen weights are not on this server. Start from random weights "
                            "or upload a weights file above.")
 
@@ -39,7 +36,7 @@ def controls(weights_ready: bool) -> None:
         common.show_config_problems(problems)
     run_id = common.current_run()
     status = common.run_status(run_id) if run_id else None
-    active = bool(status and status.get("state") in ACTIVE)
+    active = live_run.is_active(status)
     buttons = st.container(horizontal=True, vertical_alignment="center")
     if buttons.button("Start training", type="primary", key="start", disabled=not info or not weights_ready):
         if problems:
@@ -47,57 +44,22 @@ def controls(weights_ready: bool) -> None:
         else:
             start_run(config, info)
     if buttons.button("Stop", key="stop", disabled=not active):
-        common.job_manager().stop(run_id, owner=common.owner())
-        st.toast("Stop requested: the run stops after the current batch and keeps its best model.")
-        st.rerun()
+        live_run.stop(run_id)
     if info and not weights_ready:
         buttons.caption(START_WAITS_FOR_WEIGHTS)
 
 
-def phase_progress(summary: dict, status: dict) -> None:
-    """One progress bar for whatever is under way, with its message and the time left."""
-    state = status.get("state")
-    if state == "queued":
-        st.progress(0.0, text=common.describe_state(status))
-        return
-    if state != "running":
-        return
-    label = summary["phase_label"] or "Starting the training process (loading TensorFlow)"
-    fraction = summary["phase_fraction"]
-    text = label
-    if summary["training_label"]:
-        text += f": {summary['training_label']}"
-    elif summary["phase_message"]:
-        text += f": {common.plain(summary['phase_message'], 120)}"
-    if summary["time_left"] is not None:
-        text += f" (about {common.format_seconds(summary['time_left'])} left)"
-    elif summary["training_label"]:
-        text += " (estimating the time left...)"
-    if fraction is None:
-        # a phase without a measurable fraction still says what it is doing
-        started = status.get("times", {}).get("running") or time.time()
-        text += f" ... {common.format_seconds(time.time() - started)} so far"
-        st.progress(0.0, text=text)
-    else:
-        st.progress(min(max(float(fraction), 0.0), 1.0), text=text)
-
-
 def show_state(status: dict) -> None:
-    state = status.get("state")
-    words = common.plain(common.describe_state(status), 600)
-    if state == "failed":
-        st.error(words)
-    elif state == "done":
-        st.success(words)
-        measure = common.run_measure(status)
-        if isinstance(status.get("val_accuracy"), (int, float)) and measure.evaluation != "validation_split":
-            st.caption(measure.explained)
-        best_epoch_note(status)
-    elif state == "stopped":
-        st.warning(words)
-        best_epoch_note(status)
-    else:
-        st.info(words)
+    live_run.show_state(status, after=finished_notes)
+
+
+def finished_notes(status: dict) -> None:
+    """Under a finished or stopped run's state: what its accuracy measures, and the best epoch."""
+    measure = common.run_measure(status)
+    if (status.get("state") == "done" and isinstance(status.get("val_accuracy"), (int, float))
+            and measure.evaluation != "validation_split"):
+        st.caption(measure.explained)
+    best_epoch_note(status)
 
 
 def best_epoch_note(status: dict) -> None:
@@ -135,7 +97,7 @@ def render_run(run_id: str) -> None:
     summary = common.summarize_events(events)
     st.markdown(f"**Run** `{run_id}`")
     show_state(status)
-    phase_progress(summary, status)
+    live_run.progress(summary, status)
     phase_notes(summary)
     board = common.show_candidates(run_id, events)  # recipe "auto" only: its main picture
     if board is not None or recipe(run_id) == "auto":
@@ -144,18 +106,8 @@ def render_run(run_id: str) -> None:
         common.show_chart(common.curves_figure({run_id: events}), key=f"curves-{run_id}")
     elif status.get("state") == "running":
         st.caption("The curves appear with the first training batch.")
-    if status.get("state") == "done":
-        left, right = st.columns(2)
-        left.page_link("pages/5_evaluate.py", label="See how it does: Evaluate", icon=":material/fact_check:")
-        right.page_link("pages/6_predict.py", label="Try your own pictures: Predict", icon=":material/image_search:")
-    # When the state changes, rerun the whole page so the buttons and the sidebar follow it.
-    seen = st.session_state.setdefault("_seen_state", {})
-    observed = (status.get("state"), bool(status.get("device")))  # the sidebar names the device too
-    if seen.get(run_id) != observed:
-        first_look = run_id not in seen
-        seen[run_id] = observed
-        if not first_look and st.session_state.get("_in_fragment"):
-            st.rerun(scope="app")
+    live_run.next_steps(status)
+    live_run.follow_state(run_id, (status.get("state"), bool(status.get("device"))))  # the sidebar names the device
 
 
 def recipe(run_id: str) -> str | None:
@@ -176,15 +128,6 @@ def auto_curves(run_id: str, events: list[dict], status: dict, board) -> None:
         # a linear head won (scored by folds): its one fit is no curve
         st.caption("No curves to draw: the chosen model is a linear head on the frozen features, fitted in "
                    "one step rather than epoch by epoch.")
-
-
-@st.fragment(run_every=POLL_SECONDS)
-def live_run(run_id: str) -> None:
-    st.session_state["_in_fragment"] = True
-    try:
-        common.run_page(lambda: render_run(run_id))
-    finally:
-        st.session_state["_in_fragment"] = False
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -331,11 +274,7 @@ def main() -> None:
     controls(weights_ready)
     run_id = common.current_run()
     if run_id:
-        status = common.run_status(run_id)
-        if status and status.get("state") in ACTIVE:
-            live_run(run_id)
-        elif status:
-            render_run(run_id)
+        live_run.watch(render_run, run_id)
     runs_table()
     glossary.show("epoch", "loss", "accuracy", "validation accuracy", "feature cache", "frozen blocks", "head",
                   "learning rate", "cross-validation", "fine-tuning")

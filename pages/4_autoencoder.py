@@ -2,7 +2,8 @@
 watch its reconstructions sharpen epoch by epoch, then see its encoder transferred to a classifier.
 
 The run goes through the same job manager as a VGG16 run (model="autoencoder"); a fragment
-re-reads the run's events and reconstructions.png every second, so the script never waits.
+re-reads the run's events and reconstructions.png every second (``pages.live_run``, shared with the Train
+page), so the script never waits.
 """
 from pathlib import Path
 
@@ -10,14 +11,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import ingest, runs
+from core import datasets, runs
 from core.config import AUTOENCODER_HEAD, HEADS, TrainConfig
-from pages import common, glossary
+from pages import common, glossary, live_run
 
 KEY = "ae::"                     # widget keys: ae::<setting>
 SETTINGS = "autoencoder_settings"  # session state: this page's settings, kept across page switches
-POLL_SECONDS = 1.0
-ACTIVE = ("queued", "running")
 AE_LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2]
 IMAGE_SIZES = [32, 48, 64, 96, 128]
 HEAD_LABELS = {"gap": "Global average pooling + softmax (small, fast)",
@@ -115,20 +114,13 @@ def skipped_words(skipped: list[dict], shown: int = 5) -> str:
 
 
 def save_unlabeled(files) -> bool:
-    """Store uploaded pictures (or one zip) as the session's unlabeled set, as the Data page does."""
-    zips = [f for f in files if f.name.lower().endswith(".zip")]
-    if zips:
-        dataset = ingest.load_unlabeled(zips[0].getvalue(), common.STORAGE_SIZE, policy=common.STORAGE_POLICY)
-    else:
-        labeled = ingest.from_uploads([(f.name, f.getvalue(), "unlabeled") for f in files],
-                                      common.STORAGE_SIZE, policy=common.STORAGE_POLICY)
-        dataset = ingest.Dataset(labeled.images, np.full(len(labeled.images), -1, dtype=np.int64), [],
-                                 labeled.paths, labeled.skipped, labeled.image_size)
+    """Keep uploaded pictures (or one zip) as the session's unlabeled set, as the Data page does."""
+    dataset = datasets.read_unlabeled([(f.name, f.getvalue()) for f in files], common.STORAGE_SIZE,
+                                      policy=common.STORAGE_POLICY)
     if len(dataset.images) == 0:
         st.error("None of those files is a usable picture, so nothing was kept: " + skipped_words(dataset.skipped))
         return False
-    folder = runs.workspace() / "unlabeled" / common.owner() / common.new_dataset_id()
-    ingest.save_dataset(dataset, str(folder), source="unlabeled upload")
+    folder = datasets.save_unlabeled(dataset, runs.workspace(), common.owner())
     st.session_state["unlabeled"] = {"path": str(folder), "images": int(len(dataset.images)),
                                      "skipped": list(dataset.skipped)}
     return True
@@ -214,23 +206,6 @@ def reconstructions(run_path: Path, epochs_done: int, total: int, finished: bool
         st.caption("The reconstruction grid appears after the first autoencoder epoch.")
 
 
-def show_state(status: dict) -> None:
-    words = common.plain(common.describe_state(status), 600)
-    {"failed": st.error, "done": st.success, "stopped": st.warning}.get(status.get("state"), st.info)(words)
-
-
-def progress_line(summary: dict, status: dict) -> None:
-    if status.get("state") == "queued":
-        st.progress(0.0, text=common.describe_state(status))
-    elif status.get("state") == "running":
-        text = summary["phase_label"] or "Starting the training process (loading TensorFlow)"
-        if summary["training_label"]:
-            text += f": {summary['training_label']}"
-        if summary["time_left"] is not None:
-            text += f" (about {common.format_seconds(summary['time_left'])} left)"
-        st.progress(min(max(float(summary["phase_fraction"] or 0.0), 0.0), 1.0), text=text)
-
-
 def render_run(run_id: str) -> None:
     status = common.run_status(run_id)
     if status is None:
@@ -241,11 +216,10 @@ def render_run(run_id: str) -> None:
     summary = common.summarize_events(events)
     head, stop = st.columns([5, 1])
     head.markdown(f"**Run** `{run_id}`")
-    if stop.button("Stop", key=f"ae_stop::{run_id}", disabled=state not in ACTIVE):
-        common.job_manager().stop(run_id, owner=common.owner())
-        st.toast("Stop requested: the run stops after the current batch.")
-    show_state(status)
-    progress_line(summary, status)
+    if stop.button("Stop", key=f"ae_stop::{run_id}", disabled=not live_run.is_active(status)):
+        live_run.stop(run_id, rerun=False)
+    live_run.show_state(status)
+    live_run.progress(summary, status)
     ae_epochs = [e for e in summary["epochs"] if e.get("phase") == "autoencoder"]
     total = ae_epochs[-1].get("epochs") if ae_epochs else None
     curve, grid = st.columns([2, 3])
@@ -257,37 +231,19 @@ def render_run(run_id: str) -> None:
                 st.caption(f"Reconstruction loss {glossary.decimal(ae_epochs[0]['loss'])} after epoch 1, "
                            f"{glossary.decimal(ae_epochs[-1]['loss'])} after epoch {ae_epochs[-1]['epoch']} "
                            f"({drop:.0%} lower).", help=glossary.explain("reconstruction loss"))
-        elif state in ACTIVE:
+        elif live_run.is_active(status):
             st.caption("The reconstruction loss curve appears with the first autoencoder batch.")
     with grid:
-        reconstructions(common.run_dir(run_id), len(ae_epochs), total, finished=state not in ACTIVE)
+        reconstructions(common.run_dir(run_id), len(ae_epochs), total, finished=not live_run.is_active(status))
     classifier = [e for e in summary["epochs"] + summary["batches"] if e.get("phase") != "autoencoder"]
     if classifier:
         st.markdown("**The transferred classifier** (encoder frozen, then fine-tuned if chosen)")
         common.show_chart(common.curves_figure({run_id: events}), key=f"ae_curves::{run_id}")
-    elif ae_epochs and state in ACTIVE:
+    elif ae_epochs and live_run.is_active(status):
         st.caption("After the autoencoder, its encoder is frozen and a classifier head trains on the labeled "
                    "pictures: its curves appear here.")
-    if state == "done":
-        left, right = st.columns(2)
-        left.page_link("pages/5_evaluate.py", label="See how it does: Evaluate", icon=":material/fact_check:")
-        right.page_link("pages/6_predict.py", label="Try your own pictures: Predict", icon=":material/image_search:")
-    # When the state changes, rerun the whole page so polling stops and the sidebar follows.
-    seen = st.session_state.setdefault("_ae_seen_state", {})
-    if seen.get(run_id) != state:
-        first_look = run_id not in seen
-        seen[run_id] = state
-        if not first_look and st.session_state.get("_ae_in_fragment"):
-            st.rerun(scope="app")
-
-
-@st.fragment(run_every=POLL_SECONDS)
-def live_run(run_id: str) -> None:
-    st.session_state["_ae_in_fragment"] = True
-    try:
-        common.run_page(lambda: render_run(run_id))
-    finally:
-        st.session_state["_ae_in_fragment"] = False
+    live_run.next_steps(status)
+    live_run.follow_state(run_id, state)
 
 
 def watched_run(rows: list[dict]) -> str | None:
@@ -330,12 +286,7 @@ def main() -> None:
                    "transferred classifier's curves.")
         return
     st.divider()
-    run_id = watched_run(rows)
-    status = common.run_status(run_id)
-    if status and status.get("state") in ACTIVE:
-        live_run(run_id)
-    elif status:
-        render_run(run_id)
+    live_run.watch(render_run, watched_run(rows))
 
 
 common.run_page(main)
