@@ -259,6 +259,16 @@ def decimal(value) -> str:
     return f"{number:.{digits}f}".rstrip("0").rstrip(".")
 
 
+def frozen_words(depth, blocks: int = 5) -> str:
+    """A freeze depth in words: "5 of 5 blocks frozen", "none frozen (every block trains)", "1 of 5 blocks
+    frozen" (anything but a whole number as text)."""
+    try:
+        depth = int(depth)
+    except (TypeError, ValueError):
+        return str(depth)
+    return "none frozen (every block trains)" if depth == 0 else f"{depth} of {blocks} blocks frozen"
+
+
 def learning_rate_advice(values: dict[str, Any]) -> str | None:
     """A warning, in words, when pretrained conv blocks will train with a step large enough to wreck them.
 

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from core import runs
-from core.config import AUTOENCODER_HEAD, FINE_TUNE_MIN_PER_CLASS
+from core.config import AUTOENCODER_HEAD, FINE_TUNE_MIN_PER_CLASS, frozen_words
 
 KINDS = ("freeze-depth", "transfer-vs-scratch", "data-efficiency")
 KIND_TITLES = {
@@ -175,7 +175,7 @@ def plan_runs(kind: str, *, quick: bool = False, train_per_class: int = 24) -> l
 def _fine_tune_run(index: int, k: int, method: str = "transfer", label: str | None = None) -> PlannedRun:
     """Pretrained VGG16 with its first k blocks frozen and the rest trained (the manual recipe, said explicitly:
     the base config's recipe is auto)."""
-    return PlannedRun(f"{index:02d}-k{k}", method, label or f"k={k}",
+    return PlannedRun(f"{index:02d}-k{k}", method, label or frozen_words(k),
                       {"recipe": "manual", "freeze_depth": k, "learning_rate": _learning_rate(k)},
                       {"freeze_depth": k})
 
@@ -698,6 +698,43 @@ def summarize(results: dict) -> list[dict]:
     return summary
 
 
+COLUMN_WORDS = {  # a row's keys (results.json keeps them) as a table on screen or in a report says them
+    "method": "method", "label": "run", "block": "block", "freeze_depth": "frozen blocks",
+    "per_class": "pictures per class", "seed": "seed", "chosen": "chosen by the automatic recipe",
+    "val_accuracy": "validation accuracy", "train_seconds": "seconds to train", "epochs": "epochs",
+    "state": "state", "error": "error", "run": "run id", "mean": "mean validation accuracy",
+    "std": "spread (standard deviation)", "n": "runs", "all": "every picture"}
+# the varied settings of each kind; "chosen" is what the automatic recipe picked (empty for other rows)
+SETTING_COLUMNS = {"freeze-depth": ["block", "freeze_depth"], "transfer-vs-scratch": ["freeze_depth", "chosen"],
+                   "data-efficiency": ["per_class", "seed", "chosen"]}
+STATE_WORDS = {"done": "finished", "failed": "failed", "stopped": "stopped", "running": "training"}
+_OLDER_LABEL = re.compile(r"^k ?= ?(\d)$")  # experiments saved before labels were words: "k=5"
+
+
+def table(results: dict, *, error_words: Callable[[str], str] = str) -> list[dict]:
+    """An experiment's rows as a table says them: the varied settings, accuracy, seconds, state, with column
+    names and values in words ("frozen blocks": "4 of 5 blocks frozen"), and the run folder by its name
+    only. ``error_words`` rewrites an error message (the app hides workspace paths with it)."""
+    columns = ["method", "label"] + SETTING_COLUMNS.get(results.get("kind"), []) + [
+        "val_accuracy", "train_seconds", "epochs", "state", "error"]
+    lines = []
+    for row in results.get("rows") or []:
+        if not isinstance(row, dict):
+            continue
+        line = {column: row.get(column) for column in columns}
+        line["run"] = str(row.get("run_dir") or "").replace("\\", "/").rsplit("/", 1)[-1]  # a probe has none
+        if line["error"]:
+            line["error"] = error_words(str(line["error"]))
+        if line.get("freeze_depth") is not None:
+            line["freeze_depth"] = frozen_words(line["freeze_depth"])
+        line["state"] = STATE_WORDS.get(line["state"], line["state"])
+        older = _OLDER_LABEL.match(str(line["label"] or ""))
+        if older:
+            line["label"] = frozen_words(older.group(1))
+        lines.append({COLUMN_WORDS.get(column, column.replace("_", " ")): value for column, value in line.items()})
+    return lines
+
+
 def headline(results: dict) -> str | None:
     """The experiment's lesson in one sentence, from its rows so far (None before there is one)."""
     summary = results.get("summary") or summarize(results)
@@ -721,8 +758,8 @@ def headline(results: dict) -> str | None:
         if tuned:  # ties: more frozen, the cheaper run
             best = max(tuned, key=lambda row: (row["val_accuracy"], row["freeze_depth"]))
             fastest = min(tuned, key=lambda row: row["train_seconds"] or 0)
-            lesson = (f"k={best['freeze_depth']} at {best['val_accuracy']:.0%}; fastest: "
-                      f"k={fastest['freeze_depth']} in {fastest['train_seconds'] or 0:.0f} s")
+            lesson = (f"{frozen_words(best['freeze_depth'])} at {best['val_accuracy']:.0%}; fastest: "
+                      f"{frozen_words(fastest['freeze_depth'])} in {fastest['train_seconds'] or 0:.0f} s")
         if probes:  # ties: the shallower block, the cheaper probe
             best = max(probes, key=lambda row: (row["val_accuracy"], -row["block"]))
             probe = (f"a linear probe on block {best['block']} at {best['val_accuracy']:.0%} "
@@ -866,7 +903,7 @@ def _freeze_depth_figure(rows):
     probes = sorted((row for row in rows if row["method"] == PROBE), key=lambda row: row["block"])
     tuned = sorted((row for row in rows if row["method"] != PROBE), key=lambda row: -row["freeze_depth"])
     probe_x = [f"block {row['block']} + linear" for row in probes]
-    tuned_x = [f"k={row['freeze_depth']}" for row in tuned]
+    tuned_x = [frozen_words(row["freeze_depth"]) for row in tuned]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(go.Bar(x=probe_x + tuned_x, y=[row["train_seconds"] for row in probes + tuned],
                             name="training time (s)", marker_color="rgba(150, 150, 150, 0.45)"), secondary_y=True)
@@ -877,12 +914,12 @@ def _freeze_depth_figure(rows):
                          secondary_y=False)
     if tuned:
         figure.add_trace(go.Scatter(x=tuned_x, y=[row["val_accuracy"] for row in tuned],
-                                    name="k blocks frozen, the rest trained", mode="lines+markers",
+                                    name="some blocks frozen, the rest trained", mode="lines+markers",
                                     line={"width": 3}), secondary_y=False)
     figure.update_layout(title="Validation accuracy and training time by frozen blocks, after a linear probe on "
                                "each block", legend={"orientation": "h", "y": -0.25})
-    figure.update_xaxes(title_text="left: a linear head on the frozen output of one block; right: k frozen "
-                                   "blocks (k = 5: only the head trains; k = 0: everything trains)",
+    figure.update_xaxes(title_text="left: a linear head on the frozen output of one block; right: blocks frozen, "
+                                   "the rest trained (5 of 5: only the head trains; none: everything trains)",
                         categoryorder="array", categoryarray=probe_x + tuned_x)
     figure.update_yaxes(title_text="validation accuracy", range=[0, 1.05], secondary_y=False)
     figure.update_yaxes(title_text="training time (s)", secondary_y=True, showgrid=False)

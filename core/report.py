@@ -388,18 +388,22 @@ def _experiment_section(results: dict, plot) -> str:
     if facts:
         parts.append(_table(["", "value"], facts))
     parts += [plot(figure) for figure in experiments.figures(results)] if results.get("rows") else []
-    for name, key in (("Summary", "summary"), ("Runs", "rows")):
-        rows = [row for row in results.get(key) or [] if isinstance(row, dict)]
+    summary = [{experiments.COLUMN_WORDS.get(column, column.replace("_", " ")): value
+                for column, value in row.items() if column not in EXPERIMENT_HIDDEN}
+               for row in results.get("summary") or [] if isinstance(row, dict)]
+    for name, rows in (("Summary", summary), ("Runs", experiments.table(results, error_words=runs.without_workspace_paths))):
         if rows:
             columns: list[str] = []
             for row in rows:
-                columns += [column for column in row if column not in columns and column not in EXPERIMENT_HIDDEN]
+                columns += [column for column in row if column not in columns]
             parts.append(f"<h3>{name}</h3>" + _table(columns, [[_cell(row.get(column, "")) for column in columns]
                                                               for row in rows]))
     return "".join(parts)
 
 
 def _cell(value) -> str:
+    if value is None:
+        return ""
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
     return _number(value, 4)

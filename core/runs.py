@@ -34,6 +34,20 @@ def workspace() -> Path:
     return Path(os.environ.get("TRANSFER_STUDIO_HOME") or "workspace").absolute()
 
 
+
+WORKSPACE_PATH_WORDS = "a file on the server"
+
+
+def without_workspace_paths(text: str) -> str:
+    """``text`` with each path inside the server's workspace replaced by words: its folders are named by
+    session tokens, and a message from core may quote one (a file that could not be written, say)."""
+    root = workspace()
+    for prefix in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
+        if prefix in text:
+            text = re.sub(re.escape(prefix) + r"[^\s'\"(),;]*", WORKSPACE_PATH_WORDS, text)
+    return text
+
+
 def runs_root() -> Path:
     return workspace() / "runs"
 

@@ -3,7 +3,6 @@
 Pick a kind, see the estimated time, start it (its own process, ``python -m core experiment``),
 watch the rows fill in, read the charts. core.experiments does the work; this page lays it out.
 """
-import re
 
 import streamlit as st
 
@@ -26,47 +25,10 @@ DESCRIPTIONS = {
                        "from random weights, trained fully) with 2, 5, 10, 20 and all labeled images per class "
                        "(quick: 2, 5 and all), a few seeds each. The validation images stay the same throughout.",
 }
-COLUMN_WORDS = {  # a row's keys (results.json keeps them) as the table on screen says them
-    "method": "method", "label": "run", "block": "block", "freeze_depth": "frozen blocks",
-    "per_class": "pictures per class", "seed": "seed", "chosen": "chosen by the automatic recipe",
-    "val_accuracy": "validation accuracy", "train_seconds": "seconds to train", "epochs": "epochs",
-    "state": "state", "error": "error", "run": "run id"}
 COLUMN_HELP = {"validation accuracy": glossary.explain("validation accuracy"),
                "frozen blocks": glossary.explain("frozen blocks"), "block": glossary.explain("block"),
                "epochs": glossary.explain("epoch"), "seed": glossary.explain("seed"),
                "method": f"{glossary.explain('linear probe')} {glossary.explain('scratch')}"}
-# the varied settings of each kind; "chosen" is what the automatic recipe picked (empty for other rows)
-SETTING_COLUMNS = {"freeze-depth": ["block", "freeze_depth"], "transfer-vs-scratch": ["freeze_depth", "chosen"],
-                   "data-efficiency": ["per_class", "seed", "chosen"]}
-
-
-K_EQUALS = re.compile(r"\bk ?= ?(\d)\b")
-K_PHRASE = re.compile(r"\bk (frozen blocks|blocks frozen)\b")
-
-
-def in_words(text):
-    """core.experiments' shorthand for the number of frozen blocks ("k=5", "k blocks frozen") in words, as
-    the rest of the app says it: "5 of 5 blocks frozen", "none frozen"; anything but text comes back as it is."""
-    if not isinstance(text, str):
-        return text
-    text = K_EQUALS.sub(lambda match: "none frozen" if match.group(1) == "0" else f"{match.group(1)} of 5 blocks "
-                        "frozen", text)
-    return K_PHRASE.sub(lambda match: match.group(1), text)
-
-
-def figure_in_words(figure):
-    """An experiment chart with its titles, trace names and category labels said ``in_words``."""
-    figure.update_layout(title_text=in_words(figure.layout.title.text))
-    figure.for_each_xaxis(lambda axis: axis.update(
-        title_text=in_words(axis.title.text),
-        categoryarray=[in_words(x) for x in axis.categoryarray] if axis.categoryarray else None))
-    for trace in figure.data:
-        trace.name = in_words(trace.name)
-        if trace.x is not None and any(isinstance(x, str) for x in trace.x):
-            trace.x = [in_words(x) for x in trace.x]
-    return figure
-
-
 def current_experiment(owner: str) -> str | None:
     """The experiment this session looks at: the one it picked, else its newest (after a reload)."""
     mine = [item["path"] for item in experiments.list_experiments(owner)]
@@ -140,25 +102,13 @@ def show_results(path: str) -> None:
                                                                           if probes else ""))
     lesson = experiments.headline(results)
     if lesson:
-        st.markdown(f"**{in_words(lesson)}**")
+        st.markdown(f"**{lesson}**")
     if rows:
-        columns = ["method", "label"] + SETTING_COLUMNS.get(results.get("kind"), []) + [
-            "val_accuracy", "train_seconds", "epochs", "state", "error"]
-        table = [{column: row.get(column) for column in columns} for row in rows]
-        for line, row in zip(table, rows):
-            line["run"] = (row.get("run_dir") or "").rsplit("/", 1)[-1]  # a linear probe has none
-            if line["error"]:  # core's words, which may quote a file in the workspace
-                line["error"] = common.without_workspace_paths(str(line["error"]))
-            if line.get("freeze_depth") is not None:
-                line["freeze_depth"] = glossary.frozen_words(line["freeze_depth"])
-            line["state"] = common.STATE_WORDS.get(line["state"], line["state"])
-            line["label"] = in_words(line["label"])
-        table = [{COLUMN_WORDS.get(column, column.replace("_", " ")): value for column, value in line.items()}
-                 for line in table]
+        table = experiments.table(results, error_words=common.without_workspace_paths)
         st.dataframe(table, hide_index=True, key="experiment_rows", column_config={
             name: st.column_config.Column(name, help=words) for name, words in COLUMN_HELP.items()})
     for index, figure in enumerate(experiments.figures(results)):
-        common.show_chart(figure_in_words(figure), key=f"experiment_chart_{index}", width="content")
+        common.show_chart(figure, key=f"experiment_chart_{index}", width="content")
     charts = experiments.charts_path(path)
     if state != "running" and charts is not None:
         st.download_button("Download the charts (HTML, works offline)", data=charts.read_bytes(),

@@ -88,17 +88,8 @@ def plain(text: Any, limit: int = 300) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", value)
 
 
-WORKSPACE_PATH_WORDS = "a file on the server"
-
-
-def without_workspace_paths(text: str) -> str:
-    """``text`` with each path inside the server's workspace replaced by words: its folders are named by
-    session tokens, and a message from core may quote one (a file that could not be written, say)."""
-    root = runs.workspace()
-    for prefix in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
-        if prefix in text:
-            text = re.sub(re.escape(prefix) + r"[^\s'\"(),;]*", WORKSPACE_PATH_WORDS, text)
-    return text
+WORKSPACE_PATH_WORDS = runs.WORKSPACE_PATH_WORDS
+without_workspace_paths = runs.without_workspace_paths
 
 
 def plotly_text(text: Any, limit: int = 60) -> str:

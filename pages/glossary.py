@@ -87,12 +87,8 @@ def decimal(value) -> str:
 
 
 def frozen_words(depth, blocks: int = 5) -> str:
-    """A freeze depth in words: "5 of 5 blocks frozen", "none frozen", "1 of 5 blocks frozen"."""
-    try:
-        depth = int(depth)
-    except (TypeError, ValueError):
-        return str(depth)
-    return "none frozen (every block trains)" if depth == 0 else f"{depth} of {blocks} blocks frozen"
+    """A freeze depth in words: "5 of 5 blocks frozen", "none frozen" (core.config.frozen_words)."""
+    return config.frozen_words(depth, blocks)
 
 
 HEAD_WORDS = {"gap": "average pooling", "seed": "Flatten + Dense 1024", "svm": "SVM",

@@ -2,12 +2,14 @@
 the automatic recipe and everything else says its recipe (manual); freeze-depth scores a linear probe per
 block; the data-efficiency validation set stays fixed; bad kinds and missing weights fail in plain words."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core import experiments, ingest, runs, training
+from core.config import frozen_words
 
 TINY = {"weights": "none", "image_size": 32, "epochs": 1, "quick": True}
 
@@ -62,13 +64,19 @@ def test_freeze_depth_writes_rows_runs_and_charts(demo_dir, tmp_path):
     assert "Plotly.newPlot" in charts and len(charts) > 1_000_000  # plotly.js inlined: works offline
     (figure,) = experiments.figures(results)
     assert {trace.name for trace in figure.data} == {
-        "linear probe on a frozen block's features", "k blocks frozen, the rest trained", "training time (s)"}
+        "linear probe on a frozen block's features", "some blocks frozen, the rest trained", "training time (s)"}
     assert list(figure.layout.xaxis.categoryarray) == [f"block {b} + linear" for b in experiments.PROBE_BLOCKS] + [
-        f"k={k}" for k in experiments.QUICK_FREEZE_DEPTHS]
+        frozen_words(k) for k in experiments.QUICK_FREEZE_DEPTHS]
     lesson = experiments.headline(results)
-    assert lesson.startswith("Best so far: a linear probe on block") and "the rest trained, k=" in lesson
-    results["rows"] = tuned   # without probes, the sentence of the k runs alone
-    assert experiments.headline(results).startswith("Best so far: k=")
+    assert lesson.startswith("Best so far: a linear probe on block") and "the rest trained, " in lesson
+    assert "blocks frozen at" in lesson or "none frozen (every block trains) at" in lesson, lesson
+    assert "k=" not in lesson and "k =" not in figure.layout.xaxis.title.text
+    results["rows"] = tuned   # without probes, the sentence of the frozen-block runs alone
+    assert re.match(r"Best so far: (\d of 5 blocks frozen|none frozen \(every block trains\)) at \d+%",
+                    experiments.headline(results)), experiments.headline(results)
+    table = experiments.table(results)
+    assert [line["frozen blocks"] for line in table] == [frozen_words(row["freeze_depth"]) for row in tuned]
+    assert [line["run"] for line in table] == [frozen_words(row["freeze_depth"]) for row in tuned]
 
 
 def test_transfer_vs_scratch_uses_one_split_and_draws_curves(demo_dir, tmp_path):

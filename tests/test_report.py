@@ -60,7 +60,12 @@ def test_autoencoder_report_shows_pretraining_and_the_experiment(autoencoder_rep
     page = Path(autoencoder_report).read_text()
     assert Path(autoencoder_report).name == "report.html"
     assert "Autoencoder reconstructions" in page and "Autoencoder pretraining" in page
-    assert "Experiment: How many blocks to freeze" in page and "Best so far: k=5 at 75%" in page
+    assert "Experiment: How many blocks to freeze" in page and "Best so far: 5 of 5 blocks frozen at 75%" in page
+    experiment = page[page.index("<h2>Experiment:"):]
+    runs_table = experiment[experiment.index("<h3>Runs</h3>"):]
+    assert "<th>frozen blocks</th>" in runs_table and "<th>validation accuracy</th>" in runs_table
+    assert "3 of 5 blocks frozen" in runs_table and "None" not in runs_table
+    assert "val_accuracy" not in without_scripts(experiment) and "train_seconds" not in without_scripts(experiment)
     assert "Validation accuracy and training time by frozen blocks" in page  # the experiment's own chart
     assert page.count("<script") == page.count("</script>") and "/runs/k5" not in page
     assert_fetches_nothing_outside(page)
