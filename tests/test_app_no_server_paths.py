@@ -51,3 +51,44 @@ def test_no_page_shows_a_server_path_or_the_session_token(session_with_a_run):
         assert len(text) > 200, page  # the page drew something to search
         for secret in (str(workspace), basetemp, OWNER):
             assert secret not in text, f"{page} shows {secret!r}"
+
+
+def test_the_report_and_the_export_bundle_carry_no_server_path_or_token(session_with_a_run):
+    """What a user downloads to send on: the report and the bundle (every file in it, and every file in the
+    model.keras archive inside it) name the dataset, never the workspace, a temporary path or the token."""
+    import io
+    import zipfile
+
+    from core import export, report
+
+    import json
+    import shutil
+
+    workspace, run_dir = session_with_a_run
+    # the run trained on a dataset in the session's own folder, as a real one does (the folder holds the token)
+    data = workspace / "datasets" / OWNER / "20260102-000000-abc123"
+    shutil.copytree(json.loads((run_dir / "dataset.json").read_text())["source"], data)
+    for name, key in (("dataset.json", "source"), ("job.json", "data")):
+        record = json.loads((run_dir / name).read_text())
+        (run_dir / name).write_text(json.dumps({**record, key: str(data)}))
+    basetemp = str(Path(str(workspace)).parents[1])
+    secrets = (str(workspace), basetemp, OWNER)
+
+    def contents(archive: bytes, name: str):
+        with zipfile.ZipFile(io.BytesIO(archive)) as bundle:
+            for member in bundle.namelist():
+                data = bundle.read(member)
+                yield f"{name}/{member}", member, data
+                if member.endswith((".keras", ".zip")):
+                    yield from contents(data, f"{name}/{member}")
+
+    page = report.build_report(run_dir)
+    assert "<h2>Data</h2>" in page and "20260102-000000-abc123" in page  # the dataset, by its folder's name
+    for secret in secrets:
+        assert secret not in page, f"the report shows {secret!r}"
+    seen = []
+    for where, member, data in contents(export.bundle_zip(run_dir), "bundle"):
+        seen.append(member)
+        for secret in secrets:
+            assert secret.encode() not in data, f"{where} holds {secret!r}"
+    assert "config.json" in seen and "labels.json" in seen
