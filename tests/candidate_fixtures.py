@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from core import runs
+from run_fixtures import assert_untouched, remember
 
 OWNER = "candidates-owner-0123456789"
 RUN_ID = "20260102-000000-autorun0001"
@@ -50,8 +51,8 @@ def trained_run(tmp_path_factory, demo_dir: str) -> Path:
         run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
         result = train(TrainConfig.from_dict(TINY_CONFIG), demo_dir, run_dir)
         assert result.state == "done", result
-        _trained[demo_dir] = run_dir
-    return _trained[demo_dir]
+        _trained[demo_dir] = remember(run_dir)
+    return assert_untouched(_trained[demo_dir])
 
 
 def file_run(source: Path, workspace: Path, run_id: str = RUN_ID, owner: str = OWNER) -> Path:
@@ -103,8 +104,8 @@ def auto_run(tmp_path_factory, demo_dir: str) -> Path:
     """A finished run of recipe auto trained for real on the demo data (8 pictures a class: no validation
     split, its accuracy cross-validated; a linear head wins, fitted in one step); built once per process."""
     if "linear" not in _auto_runs:
-        _auto_runs["linear"] = _train_auto(tmp_path_factory, demo_dir)
-    return _auto_runs["linear"]
+        _auto_runs["linear"] = remember(_train_auto(tmp_path_factory, demo_dir))
+    return assert_untouched(_auto_runs["linear"])
 
 
 def fine_tune_auto_run(tmp_path_factory) -> Path:
@@ -115,8 +116,8 @@ def fine_tune_auto_run(tmp_path_factory) -> Path:
 
         data = tmp_path_factory.mktemp("demo-20") / "shapes"
         demo_data.write_demo_data(str(data), per_class=FINE_TUNE_PER_CLASS, size=32, seed=0)
-        _auto_runs["fine_tune"] = _train_auto(tmp_path_factory, str(data))
-    return _auto_runs["fine_tune"]
+        _auto_runs["fine_tune"] = remember(_train_auto(tmp_path_factory, str(data)))
+    return assert_untouched(_auto_runs["fine_tune"])
 
 
 def _train_auto(tmp_path_factory, data: str) -> Path:

@@ -4,11 +4,15 @@ Kinds: "gap" and "seed" (VGG16 with a Keras head) and "autoencoder" (an autoenco
 head), built here with the real builders; and, trained by core.training itself, "svm" and "random_forest"
 (frozen VGG16 features and scikit-learn's head, as a manual run makes them) and "auto" (recipe auto: a
 linear head on pooled features, averaged with the mirror image). Each is built once per test process and
-shared, read-only.
+shared, read-only: a test that writes into a run, itself or through the code it tests (report.html, the
+nearest-pictures cache, a model's time stamp...), takes ``own_copy`` of it, so no test sees another's writes.
+Each use checks that the shared run is still as it was built (``assert_untouched``).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -26,6 +30,7 @@ IMAGE_SIZE = 32
 VALIDATION_FRACTION = 0.25
 SEED = 0
 _built: dict[tuple[str, str], str] = {}
+_as_built: dict[str, list] = {}
 
 
 def cached_run(tmp_path_factory, data_dir: str, kind: str) -> str:
@@ -33,8 +38,29 @@ def cached_run(tmp_path_factory, data_dir: str, kind: str) -> str:
     key = (kind, str(data_dir))
     if key not in _built:
         run_dir = tmp_path_factory.mktemp(f"run-{kind}")
-        _built[key] = build_run(run_dir, data_dir, kind)
-    return _built[key]
+        _built[key] = remember(build_run(run_dir, data_dir, kind))
+    return assert_untouched(_built[key])
+
+
+def _files(run_dir) -> list:
+    """Every file and folder of a run with its size and modification time."""
+    return sorted((str(path.relative_to(run_dir)), path.stat().st_size, path.stat().st_mtime_ns)
+                  for path in [Path(run_dir), *Path(run_dir).rglob("*")])
+
+
+def remember(run_dir):
+    """Note a shared run as built, for ``assert_untouched``; returns ``run_dir``."""
+    _as_built[str(run_dir)] = _files(run_dir)
+    return run_dir
+
+
+def assert_untouched(run_dir):
+    """Fail if anything was written into the shared run since it was built (a test that writes needs
+    ``own_copy``); returns ``run_dir``."""
+    now, built = _files(run_dir), _as_built[str(run_dir)]
+    changed = sorted({row[0] for row in set(now) ^ set(built)})
+    assert not changed, f"a test wrote into the shared run {run_dir} (give it own_copy): {changed}"
+    return run_dir
 
 
 def build_run(run_dir, data_dir: str, kind: str) -> str:
@@ -138,9 +164,34 @@ def run_fixture(name: str, *kinds: str):
     @pytest.fixture(scope="module", name=name, params=list(kinds) if len(kinds) > 1 else None)
     def fixture(request, demo_dir, tmp_path_factory):
         kind = request.param if len(kinds) > 1 else kinds[0]
-        return cached_run(tmp_path_factory, demo_dir, kind)
+        run_dir = cached_run(tmp_path_factory, demo_dir, kind)
+        yield run_dir
+        assert_untouched(run_dir)  # at the end of the module's tests of it
 
     return fixture
+
+
+MODEL_SUFFIXES = (".keras", ".skops", ".h5")
+
+
+def own_copy(run_dir, destination, *, copy_models: bool = False) -> Path:
+    """A copy of the run folder ``run_dir`` at ``destination`` (made, with its parents) for a test that writes
+    into a run. Every file is copied, keeping its times (caches are keyed by the model's), except the model
+    files, which are hard-linked unless ``copy_models``: core replaces a model whole (a new file renamed over
+    it), never writes into one, so a link is safe for that; a test that touches the model file itself (its
+    time stamp, its bytes) needs ``copy_models``. Not symbolic links: a write through one lands in the
+    shared run."""
+    def copy(source, target):
+        if not copy_models and str(source).endswith(MODEL_SUFFIXES):
+            try:
+                os.link(source, target)
+                return target
+            except OSError:  # another file system: copy it
+                pass
+        return shutil.copy2(source, target)
+
+    shutil.copytree(run_dir, destination, copy_function=copy)
+    return Path(destination)
 
 
 def read(run_dir, name):

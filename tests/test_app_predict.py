@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from app_helpers import REPO_ROOT, assert_no_exception, plotly_specs, shown_text, start_app
+from run_fixtures import own_copy
 
 OWNER = "test-owner-token-0123456789"
 RUN_ID = "20260101-000000-tinyrun001"
@@ -45,14 +46,12 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture
 def finished_run(trained_run, isolated_workspace, monkeypatch):
-    """The trained run filed in this test's workspace as a run of OWNER, as the job manager files it.
-    Links, not copies: the model is read-only here and a VGG16 file is tens of megabytes."""
+    """The trained run filed in this test's workspace as a run of OWNER, as the job manager files it: a copy
+    of its own (run_fixtures.own_copy: the model hard-linked, a VGG16 file is tens of megabytes), so what
+    the app or a test writes there stays in this test."""
     monkeypatch.setenv("TRANSFER_STUDIO_DEMO_PER_CLASS", "4")
     monkeypatch.setenv("TRANSFER_STUDIO_DEMO_SIZE", "32")
-    run_dir = isolated_workspace / "runs" / RUN_ID
-    run_dir.mkdir(parents=True)
-    for item in trained_run["run"].iterdir():
-        (run_dir / item.name).symlink_to(item)
+    run_dir = own_copy(trained_run["run"], isolated_workspace / "runs" / RUN_ID)
     (run_dir / "job.json").write_text(json.dumps({"owner": OWNER, "data": str(trained_run["data"]),
                                                   "submitted": 0}))
     yield {"id": RUN_ID, "path": run_dir, "data": trained_run["data"]}
@@ -71,10 +70,9 @@ def open_page(page: str, run_id: str | None = RUN_ID):
 
 def stop_run(run: dict) -> None:
     """Make the linked run a stopped one, as a Stop during training leaves it: state "stopped", its best
-    epoch's model kept (the status file is a link to the shared run: replace it, never write through it)."""
+    epoch's model kept."""
     status_file = run["path"] / "status.json"
     status = json.loads(status_file.read_text())
-    status_file.unlink()
     status_file.write_text(json.dumps({**status, "state": "stopped"}))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from app_helpers import APP, assert_no_exception, plotly_specs, shown_text, start_app
 from core import shares
-from run_fixtures import cached_run
+from run_fixtures import cached_run, own_copy
 
 OWNER = "share-owner-token-0123456789"
 RUN_ID = "20260101-000000-shared0001"
@@ -17,13 +17,9 @@ RUN_ID = "20260101-000000-shared0001"
 
 @pytest.fixture
 def owner_run(demo_dir, tmp_path_factory, isolated_workspace):
-    """The shared auto run filed in this test's workspace as OWNER's, as the job manager files it (links to
-    its files: the model is read-only here)."""
-    source = Path(cached_run(tmp_path_factory, demo_dir, "auto"))
-    run_dir = isolated_workspace / "runs" / RUN_ID
-    run_dir.mkdir(parents=True)
-    for item in source.iterdir():
-        (run_dir / item.name).symlink_to(item)
+    """The shared auto run filed in this test's workspace as OWNER's, as the job manager files it (a copy of
+    its own: what the app or the test writes there stays in this test)."""
+    run_dir = own_copy(cached_run(tmp_path_factory, demo_dir, "auto"), isolated_workspace / "runs" / RUN_ID)
     (run_dir / "job.json").write_text(json.dumps({"owner": OWNER, "data": str(demo_dir), "submitted": 0}))
     yield run_dir
     from pages import common

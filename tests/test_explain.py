@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core import evaluation, explain, predict
-from run_fixtures import KINDS, run_fixture
+from run_fixtures import KINDS, own_copy, run_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,8 @@ def test_overlay_colours_the_picture():
     assert explain.jet_colormap(np.array([0.0, 0.5, 1.0])).tolist() == [[0, 0, 128], [128, 255, 128], [128, 0, 0]]
 
 
-def test_nearest_training_images_start_with_the_image_itself(run_dir, monkeypatch):
+def test_nearest_training_images_start_with_the_image_itself(run_dir, tmp_path, monkeypatch):
+    run_dir = str(own_copy(run_dir, tmp_path / "run"))  # it writes its cache file into the run
     training = evaluation.run_split(run_dir, "train")
     results = explain.nearest_training_images(run_dir, training.images[5], k=3)
     assert len(results) == 3

@@ -8,7 +8,7 @@ import pytest
 
 from candidate_fixtures import HOSTILE_NAME, REASON, SCORING, auto_run, candidates_record, fine_tune_auto_run
 from core import measured, report
-from run_fixtures import cached_run, run_fixture
+from run_fixtures import cached_run, own_copy, run_fixture
 
 
 run_dir = run_fixture("run_dir", "gap", "svm", "autoencoder")
@@ -16,7 +16,8 @@ run_dir = run_fixture("run_dir", "gap", "svm", "autoencoder")
 
 @pytest.fixture(scope="module")
 def autoencoder_report(demo_dir, tmp_path_factory):
-    run = cached_run(tmp_path_factory, demo_dir, "autoencoder")
+    # write_report writes report.html into the run: into a copy of its own
+    run = own_copy(cached_run(tmp_path_factory, demo_dir, "autoencoder"), tmp_path_factory.mktemp("report") / "run")
     rows = [{"method": "transfer", "label": f"k={depth}", "freeze_depth": depth, "val_accuracy": accuracy,
              "train_seconds": seconds, "state": "done", "error": None, "run_dir": f"/runs/k{depth}", "curve": [accuracy]}
             for depth, accuracy, seconds in ((5, 0.75, 3.0), (3, 0.5, 9.0))]
