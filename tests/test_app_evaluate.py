@@ -4,6 +4,7 @@ import json
 import zipfile
 
 from app_helpers import assert_no_exception, plotly_specs, shown_text, start_app
+from core import measured, predict
 from test_app_predict import (HOSTILE_CLASS, OWNER, RUN_ID, add_stopped_run_without_model, assert_shown_as_text,
                               open_page, stop_run, finished_run, trained_run)  # noqa: F401 (fixtures)
 
@@ -28,8 +29,16 @@ def test_evaluate_shows_accuracy_confusion_matrix_and_cell_pictures(finished_run
     at = open_page("pages/5_evaluate.py")
     assert not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Cross-validated accuracy"].endswith("%")  # recipe auto, 6 pictures a class: no validation split
+    # the run's own numbers (metrics.json), as the page writes them: recipe auto with 6 pictures a class has no
+    # validation split, so its accuracy is cross-validated and named so
+    stored = json.loads((finished_run["path"] / "metrics.json").read_text())
+    assert measured.measure(stored["evaluation"]).title == "Cross-validated accuracy"
+    assert metrics["Cross-validated accuracy"] == f"{stored['accuracy']:.1%}"
     evaluated = int(metrics["Pictures evaluated"])
+    assert evaluated == sum(map(sum, stored["confusion_matrix"]))
+    assert int(metrics["Mistakes"]) == evaluated - sum(row[i] for i, row in enumerate(stored["confusion_matrix"]))
+    macro_f1 = sum(row["f1"] for row in stored["per_class"].values()) / len(stored["per_class"])
+    assert metrics["Average F1 over classes"] == f"{macro_f1:.2f}"
     figures = plotly_specs(at)
     matrix = figures[f"cm::{finished_run['id']}"]["data"][0]["z"]
     assert sum(map(sum, matrix)) == evaluated  # every validation picture is in one cell
@@ -57,7 +66,13 @@ def test_evaluate_on_an_uploaded_labeled_zip(finished_run):
     assert not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["Pictures evaluated"]) == 24  # every picture of the zip, not just the validation split
-    assert metrics["Accuracy"].endswith("%")  # on the zip: plain accuracy, no claim about how the run measured it
+    # on the zip: plain accuracy, no claim about how the run measured it; the share of pictures the model
+    # predicts as their folder, each predicted on its own here
+    pictures = sorted(finished_run["data"].rglob("*.png"))
+    rows = predict.predict_files(finished_run["path"], [(path.name, path.read_bytes()) for path in pictures])
+    right = sum(row["label"] == path.parent.name for row, path in zip(rows, pictures))
+    assert metrics["Accuracy"] == f"{right / len(pictures):.1%}"
+    assert int(metrics["Mistakes"]) == len(pictures) - right
 
 
 def test_a_run_whose_pictures_are_gone_gets_a_plain_error(finished_run):
