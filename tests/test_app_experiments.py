@@ -3,11 +3,12 @@ settings a session kept after a reload; names an uploaded weights file by its up
 without the weights it needs."""
 import os
 import signal
-import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_helpers import wait_for
 from core import experiments, runs, session_settings
 from core import weights as vgg16_weights
 from core.config import TrainConfig
@@ -56,13 +57,13 @@ def test_starting_an_experiment_fills_in_rows(demo_dir):
     assert not at.exception
     (item,) = experiments.list_experiments(OWNER)
     out = Path(item["path"])
+
+    def first_row_or_the_end():
+        results = experiments.read_results(out)  # None until the process has written it
+        return results if results and (results["rows"] or results["state"] != "running") else None
+
     try:
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            results = experiments.read_results(out)
-            if results["rows"] or results["state"] != "running":
-                break
-            time.sleep(2)
+        results = wait_for(first_row_or_the_end, timeout=600, interval=0.1, message="the experiment's first row")
         assert results["rows"], (out / experiments.LOG_FILE).read_text()[-2000:]
         at.run()
         assert not at.exception
@@ -73,14 +74,13 @@ def test_starting_an_experiment_fills_in_rows(demo_dir):
         assert at.get("plotly_chart")
         assert at.button(key="experiment_start").disabled or results["state"] != "running"
     finally:
-        results = experiments.read_results(out)
+        results = experiments.read_results(out) or {}
         if results.get("state") == "running":  # the process this test started: stop it, then make sure
             experiments.stop_experiment(out)
-            for _ in range(60):
-                if experiments.read_results(out).get("state") != "running":
-                    break
-                time.sleep(1)
-            else:
+            try:
+                wait_for(lambda: experiments.read_results(out).get("state") != "running", timeout=60,
+                         interval=0.1, message="the experiment to stop")
+            except pytest.fail.Exception:  # cleaning up, not the verdict: end it
                 os.killpg(results["pid"], signal.SIGTERM)
 
 
