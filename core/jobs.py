@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from core import runs
+from core import runs, workers
 from core.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,15 @@ class JobManager:
     start_thread: False leaves polling to whoever calls ``refresh()`` (tests).
     stop_grace_seconds: after a stop request, how long the run gets to stop by itself
         (between batches, saving its model) before its process is terminated.
+    warm_workers: how many warm worker processes (core.workers) to keep, started now, each reused for
+        several runs so a run does not wait for TensorFlow's import; default $TRANSFER_STUDIO_WARM_WORKERS,
+        else one per training slot, and none when ``python`` is a stand-in (it runs each command cold).
+        A run that finds no idle worker starts in a fresh process, as every run does with 0.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, max_concurrent: int | None = None,
                  python: str = sys.executable, poll_seconds: float = 0.5, start_thread: bool = True,
-                 stop_grace_seconds: float = 30.0):
+                 stop_grace_seconds: float = 30.0, warm_workers: int | None = None):
         if max_concurrent is None:
             max_concurrent = default_max_concurrent()
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
@@ -150,7 +154,7 @@ class JobManager:
         self.poll_seconds = poll_seconds
         self.stop_grace_seconds = stop_grace_seconds
         self._lock = threading.RLock()
-        self._children: dict[str, subprocess.Popen] = {}    # launched by this manager
+        self._children: dict[str, subprocess.Popen | workers.WarmRun] = {}  # launched by this manager
         self._adopted: dict[str, psutil.Process] = {}       # still alive from before a restart
         self._queue: list[str] = []
         self._stop_asked: dict[str, float] = {}             # run id -> when stop() was called
@@ -158,6 +162,12 @@ class JobManager:
         self._terminated: dict[str, float] = {}             # run id -> when we sent SIGTERM
         self._closed = False
         self._wake = threading.Event()
+        if warm_workers is None:
+            warm_workers = workers.pool_size(max_concurrent) if python == sys.executable else 0
+        self._pool = (workers.WorkerPool(warm_workers, python, REPO_ROOT, self._child_env(),
+                                         self.root.parent / "workers") if warm_workers > 0 else None)
+        if self._pool is not None:
+            self._pool.fill()  # TensorFlow's import starts now, not when the first run does
         self._recover()
         self._thread = None
         if start_thread:
@@ -225,6 +235,8 @@ class JobManager:
                 except Exception:  # one broken run folder must not stop the others being watched
                     log.exception("could not check run %s", run_id)
             if not self._closed:
+                if self._pool is not None:
+                    self._pool.fill()  # replace retired and dead workers
                 self._start_queued()
 
     def status(self, run_id: str, owner: str | None = None) -> dict:
@@ -276,6 +288,8 @@ class JobManager:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        if self._pool is not None:
+            self._pool.close()  # idle workers exit now, busy ones when their run has ended
         if not stop_running:
             return
         deadline = time.monotonic() + (self.stop_grace_seconds if timeout is None else timeout)
@@ -303,27 +317,36 @@ class JobManager:
                 log.exception("could not start run %s", run_id)
                 self._fail(run_id, f"the training process could not be started: {error}")
 
-    def _launch(self, run_id: str) -> None:
-        run_dir = self.root / run_id
-        job = runs.read_json(run_dir / "job.json", {})
-        command = job.get("command") or self._command(run_id, Path(job["data"]))
+    def _child_env(self) -> dict:
         env = dict(os.environ)
         # the child runs in the repo root, where a relative ./workspace would name another folder
         env["TRANSFER_STUDIO_HOME"] = str(runs.workspace())
         env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _launch(self, run_id: str) -> None:
+        run_dir = self.root / run_id
+        job = runs.read_json(run_dir / "job.json", {})
+        command = job.get("command") or self._command(run_id, Path(job["data"]))
         writer = runs.RunWriter(run_dir)
         # "running" before the process exists: it imports for seconds before saying so itself
         writer.set_status("running")
-        with open(run_dir / "log.txt", "ab") as log_file:
-            child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = None
+        if self._pool is not None and command[:3] == [self.python, "-m", "core"]:
+            worker = self._pool.take()
+        if worker is not None:  # a warm worker runs the same command in its own process
+            child = worker.give(run_id, command[3:], run_dir / "log.txt")
+        else:
+            with open(run_dir / "log.txt", "ab") as log_file:
+                child = subprocess.Popen(command, cwd=REPO_ROOT, env=self._child_env(), stdin=subprocess.DEVNULL,
+                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         self._children[run_id] = child
         try:
             create_time = psutil.Process(child.pid).create_time()
         except psutil.Error:
             create_time = None  # already gone; the next refresh reaps it
         runs.write_json_atomic(run_dir / "job.json", {**job, "command": command, "pid": child.pid,
-                                                      "create_time": create_time,
+                                                      "create_time": create_time, "warm": worker is not None,
                                                       "started": round(time.time(), 6)})
 
     # ------------------------------------------------------------------ watching

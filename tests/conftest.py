@@ -11,6 +11,10 @@ def isolated_workspace(tmp_path, monkeypatch):
     """Every test writes runs and datasets into its own workspace, never ./workspace."""
     home = tmp_path / "workspace"
     monkeypatch.setenv("TRANSFER_STUDIO_HOME", str(home))
+    # Job managers run each training in a fresh process here: the app keeps one manager (and its warm
+    # workers) for the server's life, but a test suite makes hundreds, whose idle TensorFlow workers would
+    # fill the memory. tests/test_workers.py and the browser tests' servers run the warm default.
+    monkeypatch.setenv("TRANSFER_STUDIO_WARM_WORKERS", "0")
     return home
 
 

@@ -1,0 +1,75 @@
+"""Warm workers (core.workers): a job manager's runs go to processes that already imported TensorFlow,
+each reused for several runs and replaced when it retires; a stand-in interpreter runs cold; the pool's size
+is named with what is allowed when it is wrong. Real ``python -m core`` workers, tiny real runs (32 px,
+random weights). The stop and kill behaviour of warm runs is in tests/test_reliability.py (both executors)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from core import jobs, runs, workers
+from tests.jobs_helpers import home, make_demo_data, make_fake_python, managers, tiny_config, wait_for  # noqa: F401
+
+RUN_TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    return make_demo_data(tmp_path_factory.mktemp("demo") / "data", per_class=4, size=32)
+
+
+def finish(manager, run_id) -> dict:
+    return wait_for(lambda: manager.status(run_id) if manager.status(run_id)["state"] in runs.FINISHED_STATES
+                    else None, RUN_TIMEOUT, interval=0.05, message=f"run {run_id} to end")
+
+
+def test_runs_reuse_a_warm_worker_until_it_retires(home, demo_data, managers, monkeypatch):
+    """Two runs in one worker (same process, its log in each run's log.txt, models that load), then with
+    one run a worker each worker retires after its run and the next run gets a new one."""
+    import keras
+
+    manager = managers(max_concurrent=1, poll_seconds=0.05, warm_workers=1)
+    (worker,) = manager._pool.workers
+    assert worker.ready.wait(RUN_TIMEOUT), "the worker never got warm"
+    first, second = (manager.submit(tiny_config(epochs=1, seed=seed), str(demo_data), owner="t") for seed in (0, 1))
+    jobs_seen = []
+    for run_id in (first, second):
+        assert finish(manager, run_id)["state"] == "done"
+        run_dir = manager.root / run_id
+        job = runs.read_json(run_dir / "job.json")
+        jobs_seen.append(job)
+        assert job["warm"] is True and job["pid"] == worker.pid
+        log_text = (run_dir / "log.txt").read_text()
+        assert f'"run_dir": "{run_dir}"' in log_text and '"state": "done"' in log_text  # the command's output
+        model = keras.saving.load_model(run_dir / "model.keras")
+        assert model.output_shape[-1] == len(json.loads((run_dir / "labels.json").read_text()))
+    assert (manager.root / first / "log.txt").read_text().count('"state": "done"') == 1  # each log its own run
+    assert worker.alive() and worker.idle
+
+    monkeypatch.setenv("TRANSFER_STUDIO_WORKER_RUNS", "1")  # new workers retire after one run
+    retiring = managers(max_concurrent=1, poll_seconds=0.05, warm_workers=1)
+    pids = []
+    for seed in (2, 3):
+        run_id = retiring.submit(tiny_config(epochs=1, seed=seed), str(demo_data), owner="t")
+        assert finish(retiring, run_id)["state"] == "done"
+        job = runs.read_json(retiring.root / run_id / "job.json")
+        assert job["warm"] is True
+        pids.append(job["pid"])
+    assert pids[0] != pids[1], "a worker past its runs should have been replaced"
+
+
+def test_a_stand_in_interpreter_runs_cold_and_a_bad_pool_size_is_named(home, managers, monkeypatch):
+    fake = make_fake_python(home)
+    monkeypatch.delenv(workers.WARM_ENV, raising=False)
+    assert managers(python=fake, max_concurrent=2, start_thread=False)._pool is None
+    assert workers.pool_size(2) == 2  # the default: one warm worker per training slot
+    monkeypatch.setenv(workers.WARM_ENV, "5")
+    assert workers.pool_size(2) == 2  # never more workers than runs at once
+    monkeypatch.setenv(workers.WARM_ENV, "0")
+    assert workers.pool_size(2) == 0
+    for bad in ("many", "-1"):
+        monkeypatch.setenv(workers.WARM_ENV, bad)
+        with pytest.raises(ValueError, match="TRANSFER_STUDIO_WARM_WORKERS=.*whole number"):
+            jobs.JobManager(home / "runs", python=sys.executable, max_concurrent=1, start_thread=False)
