@@ -6,6 +6,7 @@ can be read, tested and reused alone, by the classifier's training and the autoe
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
@@ -108,11 +109,17 @@ class StopOnRequest(keras.callbacks.Callback):
         super().__init__()
         self.run_dir = run_dir
         self.stopped = False
+        self.batches_after_request: int | None = None  # batches that ended after the request was made
+        self._batch_ends: collections.deque = collections.deque(maxlen=16)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._batch_ends.append(time.time())
         if runs.stop_requested(self.run_dir):
             self.stopped = True
             self.model.stop_training = True
+            made = runs.stop_request_time(self.run_dir)
+            if made is not None:
+                self.batches_after_request = sum(1 for ended in self._batch_ends if ended >= made)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

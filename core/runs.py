@@ -197,9 +197,22 @@ def read_all_events(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def request_stop(run_dir: str | os.PathLike) -> None:
-    """Ask the training loop of this run to stop; it checks between batches."""
+    """Ask the training loop of this run to stop; it checks between batches. The file holds the time of the
+    request (a file's own time is coarser than a small batch), so the run can tell how soon it stopped."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(run_dir) / STOP_FILE).touch()
+    path = Path(run_dir) / STOP_FILE
+    if not path.exists():  # a second request keeps the first one's time
+        temporary = path.with_name(f".{STOP_FILE}.{secrets.token_hex(4)}")
+        temporary.write_text(f"{time.time():.6f}\n")
+        os.replace(temporary, path)  # the request appears whole, time and all
+
+
+def stop_request_time(run_dir: str | os.PathLike) -> float | None:
+    """When the stop was requested (None without a request, or one written without its time)."""
+    try:
+        return float((Path(run_dir) / STOP_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def stop_requested(run_dir: str | os.PathLike) -> bool:

@@ -388,6 +388,8 @@ class Trainer:
                 raise RunFailed("loss became NaN: lower the learning rate")
             epoch_offset += len(logger.history)
             if stop.stopped:
+                # how many batches ended after the request was made: 1 when it landed within the batch under way
+                self.writer.event("stop", phase=phase.name, batches_after_request=stop.batches_after_request)
                 stopped = True
                 break
         best.restore()
