@@ -3,143 +3,41 @@
 appear and move -> predict a picture -> probability bars. Screenshots go to test-artifacts/browser/."""
 from __future__ import annotations
 
-import io
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+from streamlit_server import ARTIFACTS, chromium, go_to, new_page, number, picture_png, running_server, \
+    shot, slider_to_start, smallest_image_size, sync_api, wait_idle
 
 pytestmark = pytest.mark.browser
 
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Python Playwright is not installed "
-                               "(pip install -r requirements-dev.txt)")
+DEMO = {"TRANSFER_STUDIO_DEMO_PER_CLASS": "30", "TRANSFER_STUDIO_DEMO_SIZE": "32"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ServerURL(str):
-    """The server's base URL, which also knows the server's workspace folder."""
-
-    workspace: Path
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run streamlit_app.py` with its own workspace and small demo data; its log is kept. One server
+    for the tests here that need none fresh: each works in a session of its own (a new browser page is a new
+    session, which sees its own datasets and runs only) and waits for its runs to end."""
+    with running_server(tmp_path_factory.mktemp("flow") / "workspace", "streamlit.log", DEMO) as url:
+        yield url
 
 
 @pytest.fixture
-def server(tmp_path):
-    """`streamlit run streamlit_app.py` with its own workspace and small demo data; its log is kept."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {**os.environ, "TRANSFER_STUDIO_HOME": str(tmp_path / "workspace"),
-           "TRANSFER_STUDIO_DEMO_PER_CLASS": "30", "TRANSFER_STUDIO_DEMO_SIZE": "32"}
-    log = open(ARTIFACTS / "streamlit.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-                                str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                               cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = ServerURL(f"http://127.0.0.1:{port}")
-    url.workspace = tmp_path / "workspace"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
-        time.sleep(0.5)
-    yield url
-    process.terminate()  # the job manager's training processes run in their own sessions and end with their runs
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+def fresh_server(tmp_path):
+    """A server no one has visited yet (for what only the first visit after a start does)."""
+    with running_server(tmp_path / "workspace", "streamlit-fresh.log", DEMO) as url:
+        yield url
 
 
 @pytest.fixture
-def page(server):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        context = browser.new_page(viewport={"width": 1400, "height": 1300})
-        context.set_default_timeout(60_000)
+def page():
+    with chromium() as browser:
+        context = new_page(browser)
         yield context
         if not getattr(context, "passed", False):
             shot(context, "failure")  # what the user saw when the test failed
-        browser.close()
-
-
-def shot(page, name: str) -> Path:
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def wait_idle(page, quiet_ms: int = 1500) -> None:
-    """Wait until the script run that the last action started has finished: the app's script state
-    (``data-test-script-state`` on stApp, which fragment runs set too) and Streamlit's running indicator
-    have both said "not running" for ``quiet_ms``. The indicator alone only shows for runs longer than
-    about half a second, so a quick rerun right after a long one went unseen."""
-    page.wait_for_function("""(quiet) => {
-        const app = document.querySelector('[data-testid="stApp"]');
-        const state = app ? app.getAttribute('data-test-script-state') : 'initial';
-        const busy = document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')
-            || (state !== 'notRunning' && state !== 'compilationError');
-        const now = Date.now();
-        if (busy || !window.__idleSince) window.__idleSince = now;
-        if (busy) return false;
-        return now - window.__idleSince >= quiet;
-    }""", arg=quiet_ms, timeout=120_000, polling=100)
-
-
-def go_to(page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=title, level=1).wait_for()
-    wait_idle(page)
-
-
-def slider_to_start(page, label: str) -> None:
-    """Move a slider (or select slider) to its first option with the keyboard, as a user can."""
-    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
-    thumb.focus()
-    thumb.press("Home")
-    wait_idle(page)
-
-
-def smallest_image_size(page, shown: str) -> None:
-    """Move the Model page's image size to its start (32 px) and wait until the settings say ``shown``."""
-    for attempt in range(3):  # on a busy machine a key press can land while the page still re-renders
-        slider_to_start(page, "Image size")
-        try:
-            page.get_by_text(shown).wait_for(timeout=20_000)
-            return
-        except sync_api.TimeoutError:
-            if attempt == 2:
-                raise
-
-
-def number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    wait_idle(page)
-    assert box.input_value() == str(value)
 
 
 def curve_signature(page) -> str:
@@ -149,16 +47,6 @@ def curve_signature(page) -> str:
         if (!chart) return '';
         return Array.from(chart.querySelectorAll('.scatterlayer path.js-line')).map(p => p.getAttribute('d')).join('|');
     }""")
-
-
-def picture_png() -> bytes:
-    from core import demo_data
-    from PIL import Image
-
-    images, _, _ = demo_data.generate(per_class=1, size=64, seed=7)
-    buffer = io.BytesIO()
-    Image.fromarray(images[0]).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def test_from_nothing_to_a_prediction(page, server, tmp_path):
@@ -311,15 +199,15 @@ def test_the_experiment_charts_render(page, server):
     page.passed = True
 
 
-def test_a_deep_link_first_after_a_server_start_gets_the_app_frame(page, server):
+def test_a_deep_link_first_after_a_server_start_gets_the_app_frame(page, fresh_server):
     """A shared link such as /model?session=... opened before anyone has opened / on a fresh server:
     Streamlit would serve pages/2_model.py the old pages-directory way (raw file names in the sidebar,
     'common' among them, no frame); the page builds the app's navigation and frame itself, keeping the URL."""
     from core import sessions
 
     # a token the server issued (a made-up one is refused and replaced: test_app_data's fixation test)
-    token = sessions.issue_token(server.workspace / "sessions")
-    page.goto(f"{server}/model?session={token}")
+    token = sessions.issue_token(fresh_server.workspace / "sessions")
+    page.goto(f"{fresh_server}/model?session={token}")
     page.get_by_role("heading", name="Model", level=1).wait_for()
     wait_idle(page)
     links = page.get_by_test_id("stSidebarNav").get_by_role("link").all_inner_texts()
@@ -331,7 +219,7 @@ def test_a_deep_link_first_after_a_server_start_gets_the_app_frame(page, server)
     page.passed = True
 
 
-def test_an_automatic_run_draws_its_leaderboard(page, server, tmp_path):
+def test_an_automatic_run_draws_its_leaderboard(page, server):
     """The default recipe from the demo data (weights none, 32 px, so it runs offline in seconds): the Train
     page shows the choice in a sentence and a bar per candidate scored, and names the accuracy as it was
     measured (30 pictures a class: no validation split, cross-validated); screenshot 9-train-leaderboard.png."""
@@ -362,7 +250,7 @@ def test_an_automatic_run_draws_its_leaderboard(page, server, tmp_path):
     page.get_by_text("Chosen:", exact=False).first.wait_for()
     wait_idle(page)
 
-    run_dir = tmp_path / "workspace" / "runs" / run_id
+    run_dir = server.workspace / "runs" / run_id
     # no validation split: cross-validated, or held-out training pictures when fine-tuning won
     measure = measured.of_run(run_dir)
     assert measure.evaluation in ("cross_validation", "held_out")
