@@ -161,9 +161,10 @@ def runs_table() -> None:
                          if isinstance(accuracy, (int, float)) else ""),
             "seconds to train": status.get("train_seconds"),
             "how": "automatic" if automatic else "manual",
-            "frozen blocks": None if automatic else glossary.frozen_words(config.get("freeze_depth")),
-            "head": None if automatic else glossary.head_words(config.get("head")),
-            "learning rate": None if automatic else glossary.decimal(config.get("learning_rate") or 0),
+            # an automatic run chooses these itself (its leaderboard says what): no "None" in the table
+            "frozen blocks": "chosen" if automatic else glossary.frozen_words(config.get("freeze_depth")),
+            "head": "chosen" if automatic else glossary.head_words(config.get("head")),
+            "learning rate": "" if automatic else glossary.decimal(config.get("learning_rate") or 0),
             "epochs": config.get("epochs"),
             "image size": config.get("image_size"),
             "weights": config.get("weights") if config.get("weights") in ("imagenet", "none") else "file",

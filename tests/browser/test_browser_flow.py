@@ -19,8 +19,10 @@ DEMO = {"TRANSFER_STUDIO_DEMO_PER_CLASS": "30", "TRANSFER_STUDIO_DEMO_SIZE": "32
 def server(tmp_path_factory):
     """`streamlit run streamlit_app.py` with its own workspace and small demo data; its log is kept. One server
     for the tests here that need none fresh: each works in a session of its own (a new browser page is a new
-    session, which sees its own datasets and runs only) and waits for its runs to end."""
-    with running_server(tmp_path_factory.mktemp("flow") / "workspace", "streamlit.log", DEMO) as url:
+    session, which sees its own datasets and runs only) and waits for its runs to end. It trains in warm
+    workers, as a server does by default (tests/conftest.py turns them off for the in-process tests)."""
+    with running_server(tmp_path_factory.mktemp("flow") / "workspace", "streamlit.log",
+                        {**DEMO, "TRANSFER_STUDIO_WARM_WORKERS": None}) as url:
         yield url
 
 

@@ -76,7 +76,7 @@ def offline_server(tmp_path_factory):
     (root / "offline" / "sitecustomize.py").write_text(OFFLINE_SITECUSTOMIZE)
     env = {"HOME": str(root / "home"), "TRANSFER_STUDIO_DEMO_PER_CLASS": "8", "TRANSFER_STUDIO_DEMO_SIZE": "32",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "offline"), os.environ.get("PYTHONPATH")])),
-           "TRANSFER_STUDIO_WEIGHTS": None}
+           "TRANSFER_STUDIO_WEIGHTS": None, "TRANSFER_STUDIO_WARM_WORKERS": None}  # a server's default: warm
     with running_server(root / "workspace", "weights-streamlit.log", env) as url:
         yield url
 
