@@ -1,0 +1,12 @@
+"""The app's frame names the device runs train on: the one core.backend finds on this machine, not just some
+"CPU" or "GPU" (the Data page's test accepts either)."""
+from app_helpers import app_env, start_app  # noqa: F401 (fixture)
+from core import backend
+
+
+def test_the_sidebar_names_the_device_this_machine_trains_on(app_env):
+    at = start_app()
+    device = backend.describe_device()
+    assert device.startswith(("CPU", "GPU"))
+    shown = [str(markdown.value).replace("\\", "") for markdown in at.sidebar.markdown]  # Markdown escapes undone
+    assert f"**{device}**" in shown, shown
