@@ -139,9 +139,23 @@ class WarmRun:
 class WorkerPool:
     """Up to ``size`` warm workers, started ahead of the runs that will use them."""
 
+    MAX_FAILED_STARTS = 3  # workers that died before they were warm: then every run starts cold
+    KEPT_LOGS = 20         # worker logs kept in log_dir (the newest)
+
     def __init__(self, size: int, python: str, cwd: Path, env: dict, log_dir: Path):
         self.size, self.python, self.cwd, self.env, self.log_dir = size, python, cwd, env, log_dir
         self.workers: list[Worker] = []
+        self.failed_starts = 0
+        self.disabled = False  # set when workers keep dying before they are warm (see the log)
+        self._prune_logs()
+
+    def _prune_logs(self) -> None:
+        try:
+            logs = sorted(self.log_dir.glob("worker-*.log"))
+            for old in logs[:-self.KEPT_LOGS]:
+                old.unlink()
+        except OSError:
+            pass
 
     def _start(self) -> Worker:
         worker = Worker(self.python, self.cwd, self.env, self.log_dir / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-"
@@ -150,9 +164,21 @@ class WorkerPool:
         return worker
 
     def fill(self) -> None:
-        """Forget ended workers and start new ones until ``size`` are alive."""
+        """Forget ended workers and start new ones until ``size`` are alive. Workers that keep dying before
+        they are warm (a broken install, no memory) are not restarted for ever: after a few, the pool gives
+        up and every run starts in a fresh process, which reports its own error."""
         for worker in [w for w in self.workers if not w.alive() and w.run_id is None]:
             self.workers.remove(worker)
+            if not worker.ready.is_set():
+                self.failed_starts += 1
+                log.warning("warm worker %s ended before it was ready (exit %s); see %s", worker.pid,
+                            worker.process.returncode, self.log_dir)
+        if self.failed_starts >= self.MAX_FAILED_STARTS and not self.disabled:
+            self.disabled = True
+            log.warning("warm workers off: %d ended before they were ready; runs start in fresh processes",
+                        self.failed_starts)
+        if self.disabled:
+            return
         for worker in [w for w in self.workers if w.retiring and w.run_id is None]:
             worker.close()  # it exits by itself; stop counting it
             self.workers.remove(worker)
@@ -162,6 +188,8 @@ class WorkerPool:
     def take(self) -> Worker | None:
         """An idle worker (the warmest first), or None when every one is busy."""
         self.fill()
+        if self.disabled:
+            return None
         idle = [worker for worker in self.workers if worker.idle]
         idle.sort(key=lambda worker: not worker.ready.is_set())
         return idle[0] if idle else None

@@ -73,3 +73,22 @@ def test_a_stand_in_interpreter_runs_cold_and_a_bad_pool_size_is_named(home, man
         monkeypatch.setenv(workers.WARM_ENV, bad)
         with pytest.raises(ValueError, match="TRANSFER_STUDIO_WARM_WORKERS=.*whole number"):
             jobs.JobManager(home / "runs", python=sys.executable, max_concurrent=1, start_thread=False)
+
+
+def test_workers_that_die_before_they_are_warm_are_given_up_and_runs_start_cold(home, managers, tmp_path):
+    """A worker that cannot start (here an interpreter that exits at once) is not restarted for ever: after
+    three, the pool gives up and runs start in fresh processes, which train (the stand-in job) as before."""
+    from tests.jobs_helpers import fake_data
+
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    manager = managers(python=str(broken), max_concurrent=1, poll_seconds=0.05, warm_workers=1)
+    wait_for(lambda: manager._pool.disabled, 30, message="the pool to give up")
+    assert manager._pool.failed_starts == workers.WorkerPool.MAX_FAILED_STARTS
+    manager.refresh()
+    assert manager._pool.workers == [] and manager._pool.take() is None  # nothing more is started
+    manager.python = make_fake_python(home)  # the run's own command: the stand-in job, cold
+    run_id = manager.submit(tiny_config(), str(fake_data(home / "data")), owner="t")
+    assert finish(manager, run_id)["state"] == "done"
+    assert runs.read_json(manager.root / run_id / "job.json")["warm"] is False
