@@ -61,7 +61,8 @@ def test_the_train_page_names_the_accuracy_as_measured_and_draws_the_leaderboard
     assert "No curves to draw: the chosen model is a linear head" in text
     table = at.dataframe[0].value
     assert table["accuracy"][0] == f"{accuracy} (cross-validated)" and table["how"][0] == "automatic"
-    assert table["head"].isna()[0] and table["frozen blocks"].isna()[0]  # unused manual settings, not shown
+    # an automatic run chose these itself (its leaderboard says what): the unused manual settings are not shown
+    assert table["head"][0] == "chosen" and table["frozen blocks"][0] == "chosen" and table["learning rate"][0] == ""
 
 
 def test_a_fine_tune_candidate_is_drawn_as_curves_of_its_own(tmp_path_factory, filed):
