@@ -114,4 +114,7 @@ def test_the_two_check_scripts_run_on_tiny_settings(tmp_path, capsys):
     assert autoencoder_check.main(["--seeds", "0", "--per-class", "4", "--size", "32", "--set", "epochs=1",
                                    "--set", "autoencoder_epochs=1", "--out", str(tmp_path / "ae")]) == 0
     printed = capsys.readouterr().out
-    assert "encoder" in printed and "random" in printed
+    # a row per seed with its numbers, and the means over the seeds (not "n/a": rows were made)
+    assert re.search(r"seed 0: AE loss \d+\.\d -> \d+\.\d \(ratio \d\.\d\d\); val accuracy encoder \d\.\d{3} "
+                     r"vs random \d\.\d{3}", printed), printed
+    assert re.search(r"val accuracy over seeds \[0\]: encoder \d\.\d{3}", printed), printed
