@@ -711,6 +711,11 @@ STATE_WORDS = {"done": "finished", "failed": "failed", "stopped": "stopped", "ru
 _OLDER_LABEL = re.compile(r"^k ?= ?(\d)$")  # experiments saved before labels were words: "k=5"
 
 
+def column_words(column: str) -> str:
+    """A results row's key as a table heading says it ("val_accuracy" -> "validation accuracy")."""
+    return COLUMN_WORDS.get(column, column.replace("_", " "))
+
+
 def table(results: dict, *, error_words: Callable[[str], str] = str) -> list[dict]:
     """An experiment's rows as a table says them: the varied settings, accuracy, seconds, state, with column
     names and values in words ("frozen blocks": "4 of 5 blocks frozen"), and the run folder by its name
@@ -731,7 +736,7 @@ def table(results: dict, *, error_words: Callable[[str], str] = str) -> list[dic
         older = _OLDER_LABEL.match(str(line["label"] or ""))
         if older:
             line["label"] = frozen_words(older.group(1))
-        lines.append({COLUMN_WORDS.get(column, column.replace("_", " ")): value for column, value in line.items()})
+        lines.append({column_words(column): value for column, value in line.items()})
     return lines
 
 

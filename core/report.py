@@ -388,8 +388,8 @@ def _experiment_section(results: dict, plot) -> str:
     if facts:
         parts.append(_table(["", "value"], facts))
     parts += [plot(figure) for figure in experiments.figures(results)] if results.get("rows") else []
-    summary = [{experiments.COLUMN_WORDS.get(column, column.replace("_", " ")): value
-                for column, value in row.items() if column not in EXPERIMENT_HIDDEN}
+    summary = [{experiments.column_words(column): value for column, value in row.items()
+                if column not in EXPERIMENT_HIDDEN}
                for row in results.get("summary") or [] if isinstance(row, dict)]
     for name, rows in (("Summary", summary), ("Runs", experiments.table(results, error_words=runs.without_workspace_paths))):
         if rows:

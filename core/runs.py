@@ -34,7 +34,6 @@ def workspace() -> Path:
     return Path(os.environ.get("TRANSFER_STUDIO_HOME") or "workspace").absolute()
 
 
-
 WORKSPACE_PATH_WORDS = "a file on the server"
 
 
