@@ -149,6 +149,17 @@ def wait_idle(page, quiet_ms: int = 1500) -> None:
     }""", arg=quiet_ms, timeout=120_000, polling=100)
 
 
+def open_with_demo_data(page, url: str, shown: str) -> None:
+    """Open the app at ``url`` (the Data page) and click **Use the demo data**, waiting for ``shown`` to say
+    the data is in and for the page to settle."""
+    page.goto(url)
+    page.get_by_role("heading", name="Data", level=1).wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Use the demo data").click()
+    page.get_by_text(shown).wait_for()
+    wait_idle(page)
+
+
 def go_to(page, title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     page.get_by_role("heading", name=title, level=1).wait_for()

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from streamlit_server import ARTIFACTS, chromium, go_to, new_page, number, picture_png, running_server, \
-    shot, slider_to_start, smallest_image_size, sync_api, wait_idle
+from streamlit_server import ARTIFACTS, chromium, go_to, new_page, number, open_with_demo_data, picture_png, \
+    running_server, shot, slider_to_start, smallest_image_size, sync_api, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -145,12 +145,7 @@ def test_the_experiment_charts_render(page, server):
     """Freeze-depth, then transfer-vs-scratch, started from the Experiments page (quick, 1 epoch, 32 px,
     weights none so it runs offline), fill in their rows and draw their charts, and the second shows a
     list to pick which to see; screenshots 7-experiment-*.png."""
-    page.goto(server)
-    page.get_by_role("heading", name="Data", level=1).wait_for()
-    wait_idle(page)
-    page.get_by_role("button", name="Use the demo data").click()
-    page.get_by_text("120 pictures in 4 classes").wait_for()
-    wait_idle(page)
+    open_with_demo_data(page, server, "120 pictures in 4 classes")
     go_to(page, "Model")
     page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()
     wait_idle(page)
@@ -229,12 +224,7 @@ def test_an_automatic_run_draws_its_leaderboard(page, server):
 
     from core import measured
 
-    page.goto(server)
-    page.get_by_role("heading", name="Data", level=1).wait_for()
-    wait_idle(page)
-    page.get_by_role("button", name="Use the demo data").click()
-    page.get_by_text("120 pictures in 4 classes").wait_for()
-    wait_idle(page)
+    open_with_demo_data(page, server, "120 pictures in 4 classes")
     go_to(page, "Model")
     page.get_by_test_id("stRadio").filter(has_text="Automatic (recommended)").wait_for()  # the default, kept
     page.get_by_test_id("stRadio").filter(has_text="Start from").get_by_text("None (random start)").click()

@@ -40,8 +40,8 @@ import pytest
 from PIL import Image
 
 from run_fixtures import cached_run
-from streamlit_server import ARTIFACTS, Server, chromium, go_to, new_page, number, picture_png, running_server, \
-    shot, smallest_image_size, stop_servers, sync_api, wait_idle
+from streamlit_server import ARTIFACTS, Server, chromium, go_to, new_page, number, open_with_demo_data, picture_png, \
+    running_server, shot, smallest_image_size, stop_servers, sync_api, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -106,12 +106,7 @@ def choose(page, radio, label: str) -> None:
 def test_offline_a_fresh_session_sees_the_weights_before_start_and_trains_on_the_train_page(offline_server, browser):
     page = new_page(browser)
     try:
-        page.goto(offline_server)
-        page.get_by_role("heading", name="Data", level=1).wait_for()
-        wait_idle(page)
-        page.get_by_role("button", name="Use the demo data").click()
-        page.get_by_text("32 pictures in 4 classes").wait_for()
-        wait_idle(page)
+        open_with_demo_data(page, offline_server, "32 pictures in 4 classes")
 
         go_to(page, "Model")  # the default choice, ImageNet, says before Start that it cannot be had here
         page.get_by_text("The ImageNet weights are not on this server, and it cannot download them").wait_for()
@@ -445,12 +440,7 @@ def test_classes_as_cards_rename_delete_a_picture_upload_and_camera(small_server
     with chromium(*CAMERA_ARGS) as browser:
         page = new_page(browser)
         try:
-            page.goto(url)
-            page.get_by_role("heading", name="Data", level=1).wait_for()
-            wait_idle(page)
-            page.get_by_role("button", name="Use the demo data").click()
-            page.get_by_text("circle · 4 pictures").wait_for()
-            wait_idle(page)
+            open_with_demo_data(page, url, "circle · 4 pictures")
 
             # rename "circle" to "round" from its card's Rename popover
             card(page, 0).get_by_role("button", name="Rename").click()
