@@ -27,7 +27,6 @@ from pathlib import Path
 
 from bench import machine
 
-FORWARD_PHASES = ("feature_cache", "features", "auto_features")
 
 
 def first_sign(run_dir: Path, recipe: str) -> float | None:
