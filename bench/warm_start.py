@@ -28,7 +28,6 @@ from pathlib import Path
 from bench import machine
 
 
-
 def first_sign(run_dir: Path, recipe: str) -> float | None:
     from core import runs
 
