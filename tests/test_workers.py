@@ -46,7 +46,9 @@ def test_runs_reuse_a_warm_worker_until_it_retires(home, demo_data, managers, mo
         model = keras.saving.load_model(run_dir / "model.keras")
         assert model.output_shape[-1] == len(json.loads((run_dir / "labels.json").read_text()))
     assert (manager.root / first / "log.txt").read_text().count('"state": "done"') == 1  # each log its own run
-    assert worker.alive() and worker.idle
+    # the run's status says "done" before the manager's next poll hears the worker's answer and frees it
+    wait_for(lambda: worker.idle or None, 30, interval=0.05, message="the worker to be free again")
+    assert worker.alive()
 
     monkeypatch.setenv("TRANSFER_STUDIO_WORKER_RUNS", "1")  # new workers retire after one run
     retiring = managers(max_concurrent=1, poll_seconds=0.05, warm_workers=1)
