@@ -4,7 +4,7 @@ its picture from the run directories after a restart.
 One JobManager serves a whole server (pages share it through ``st.cache_resource``), so every
 public method takes the lock and checks the run id and, where given, the owner (an opaque
 string: the browser session's id). The run directory stays the one source of truth: the
-manager keeps only what a directory cannot say (which Popen is whose, the queue order), and a
+manager keeps only what a directory cannot say (which process or Ray Job is whose, the queue order), and a
 new manager on the same folder rebuilds both from ``status.json`` and ``job.json``.
 
 A run moves queued -> running -> done | stopped | failed. The training process writes its own
@@ -14,6 +14,8 @@ when a process ends without saying how it ended (killed, crashed, or the server 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -24,18 +26,16 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
-from core import runs, workers
+from core import executors, runs, workers
 from core.config import TrainConfig
+from core.executors import exit_reason, last_log_line  # noqa: F401 - part of this module's interface
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the folder holding core/: the job's cwd
 MAX_JOBS_ENV = "TRANSFER_STUDIO_MAX_JOBS"
 RESTART_ERROR = "the server restarted while this run was training"
-# psutil's create_time is a float from /proc; the same process reads back equal to well within this.
-CREATE_TIME_TOLERANCE = 1.0
+ORPHAN_SECONDS = 60  # a "running" run of another manager with no process for this long has failed
 
 
 class RunNotFound(LookupError):
@@ -81,43 +81,6 @@ def gpu_visible() -> bool:
     return listing.returncode == 0 and any(line.startswith("GPU") for line in listing.stdout.splitlines())
 
 
-def exit_reason(returncode: int, log_path: Path | None = None) -> str:
-    """Plain words for a training process that ended without writing a final state."""
-    if returncode < 0:
-        number = -returncode
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        if number == signal.SIGKILL:
-            return f"the training process was killed (signal {number}) - possibly out of memory"
-        if number == signal.SIGTERM:
-            return f"the training process was terminated (signal {number})"
-        if number in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE):
-            return f"the training process crashed ({name}, signal {number})"
-        return f"the training process was ended by {name} (signal {number})"
-    last = last_log_line(log_path) if log_path is not None else ""
-    detail = f": {last}" if last else "; see log.txt in the run folder"
-    if returncode == 0:
-        return "the training process exited without reporting a result" + detail
-    if returncode == 2:
-        return "the training command rejected its arguments (exit code 2)" + detail
-    return f"the training process exited with code {returncode} before finishing" + detail
-
-
-def last_log_line(path: Path, limit: int = 300) -> str:
-    """The last non-empty line of a log (an exception's message, usually), shortened."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 8192))
-            tail = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[-1][:limit] if lines else ""
-
-
 class JobManager:
     """Launches, queues, stops and watches training runs under one runs folder.
 
@@ -133,11 +96,13 @@ class JobManager:
         several runs so a run does not wait for TensorFlow's import; default $TRANSFER_STUDIO_WARM_WORKERS,
         else one per training slot, and none when ``python`` is a stand-in (it runs each command cold).
         A run that finds no idle worker starts in a fresh process, as every run does with 0.
+    executor: where the commands run (core.executors): "local" (this machine) or "ray" (Ray Jobs on a
+        cluster); default $TRANSFER_STUDIO_EXECUTOR, else local. The queue, limits and states are the same.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, max_concurrent: int | None = None,
                  python: str = sys.executable, poll_seconds: float = 0.5, start_thread: bool = True,
-                 stop_grace_seconds: float = 30.0, warm_workers: int | None = None):
+                 stop_grace_seconds: float = 30.0, warm_workers: int | None = None, executor: str | None = None):
         if max_concurrent is None:
             max_concurrent = default_max_concurrent()
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
@@ -154,20 +119,19 @@ class JobManager:
         self.poll_seconds = poll_seconds
         self.stop_grace_seconds = stop_grace_seconds
         self._lock = threading.RLock()
-        self._children: dict[str, subprocess.Popen | workers.WarmRun] = {}  # launched by this manager
-        self._adopted: dict[str, psutil.Process] = {}       # still alive from before a restart
+        self._handles: dict[str, executors.Handle] = {}     # started by this manager, or adopted after a restart
         self._queue: list[str] = []
         self._stop_asked: dict[str, float] = {}             # run id -> when stop() was called
         self._owners: dict[str, str | None] = {}            # run id -> owner, from job.json
         self._terminated: dict[str, float] = {}             # run id -> when we sent SIGTERM
         self._closed = False
         self._wake = threading.Event()
+        self._seen: set[str] = set()     # run folders this manager has looked at (others may add more)
+        self._seen_mtime: int | None = None
         if warm_workers is None:
             warm_workers = workers.pool_size(max_concurrent) if python == sys.executable else 0
-        self._pool = (workers.WorkerPool(warm_workers, python, REPO_ROOT, self._child_env(),
-                                         self.root.parent / "workers") if warm_workers > 0 else None)
-        if self._pool is not None:
-            self._pool.fill()  # TensorFlow's import starts now, not when the first run does
+        self.executor = executors.make(executor, python, REPO_ROOT, self._child_env(), warm_workers,
+                                       self.root.parent / "workers")
         self._recover()
         self._thread = None
         if start_thread:
@@ -205,7 +169,9 @@ class JobManager:
             })
             writer.set_status("queued")  # last: a folder with a status is a complete submission
             self._queue.append(run_id)
-            self._start_queued()
+            self._seen.add(run_id)
+            with self._disk_lock():
+                self._start_queued()
         self._wake.set()
         return run_id
 
@@ -229,15 +195,16 @@ class JobManager:
     def refresh(self) -> None:
         """Reap ended processes, end runs that ignored a stop, start queued runs up to the limit."""
         with self._lock:
-            for run_id in list(self._children) + list(self._adopted):
+            for run_id in list(self._handles):
                 try:
                     self._check_process(run_id)
                 except Exception:  # one broken run folder must not stop the others being watched
                     log.exception("could not check run %s", run_id)
             if not self._closed:
-                if self._pool is not None:
-                    self._pool.fill()  # replace retired and dead workers
-                self._start_queued()
+                self.executor.refresh()
+                with self._disk_lock():
+                    self._sync()
+                    self._start_queued()
 
     def status(self, run_id: str, owner: str | None = None) -> dict:
         """status.json of a run, plus ``id`` and, while queued, ``queue_position`` (1 = next)."""
@@ -272,7 +239,7 @@ class JobManager:
     def running(self) -> list[str]:
         """Ids of the runs whose processes this manager is watching."""
         with self._lock:
-            return list(self._children) + list(self._adopted)
+            return list(self._handles)
 
     def shutdown(self, stop_running: bool = False, timeout: float | None = None) -> None:
         """Stop the polling thread. Running processes carry on (a new manager adopts them) unless
@@ -288,8 +255,7 @@ class JobManager:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-        if self._pool is not None:
-            self._pool.close()  # idle workers exit now, busy ones when their run has ended
+        self.executor.close()
         if not stop_running:
             return
         deadline = time.monotonic() + (self.stop_grace_seconds if timeout is None else timeout)
@@ -308,8 +274,68 @@ class JobManager:
         return [self.python, "-m", "core", "train", str(data_path), "--out", str(run_dir),
                 "--config", str(run_dir / "config.json")]
 
+    @contextlib.contextmanager
+    def _disk_lock(self):
+        """Held while runs are started: another manager on the same folder (the command line's
+        ``python -m core jobs``, a second app server) waits, then sees what this one started."""
+        with open(self.root.parent / f".{self.root.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _sync(self) -> None:
+        """Take in runs another manager added to the folder since this one last looked: queued ones join
+        the queue, running ones are watched (and count towards the limit)."""
+        try:
+            mtime = self.root.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._seen_mtime:
+            return
+        self._seen_mtime = mtime
+        new = sorted(name for name in os.listdir(self.root)
+                     if name not in self._seen and runs.RUN_ID_PATTERN.match(name))
+        for run_id in new:
+            run_dir = self.root / run_id
+            status = runs.read_status(run_dir)
+            state = (status or {}).get("state")
+            if state is None:  # not written whole yet: look again next time
+                self._seen_mtime = None
+                continue
+            if state == "running" and not self._watch(run_id, run_dir, status):
+                if time.time() - float(status.get("updated") or 0) > ORPHAN_SECONDS:
+                    self._fail(run_id, RESTART_ERROR)  # its process ended, and nobody was watching
+                else:  # another manager may be starting it right now: look again next time
+                    self._seen_mtime = None
+                    continue
+            if state == "queued":
+                self._queue.append(run_id)
+            self._seen.add(run_id)
+
+    def _watch(self, run_id: str, run_dir: Path, status: dict) -> bool:
+        """Watch a run that is running (started by another manager, or before a restart); False when its
+        process or job cannot be found."""
+        handle = self.executor.adopt(run_id, run_dir, runs.read_json(run_dir / "job.json", {}), status)
+        if handle is None:
+            return False
+        self._handles[run_id] = handle
+        if runs.stop_requested(run_dir):
+            self._stop_asked.setdefault(run_id, time.monotonic())
+        return True
+
     def _start_queued(self) -> None:
-        while self._queue and len(self._children) + len(self._adopted) < self.max_concurrent:
+        """Start queued runs up to the limit (with the disk lock held). A run another manager started or
+        stopped meanwhile leaves the queue; a started one is watched from here too."""
+        for run_id in list(self._queue):
+            status = runs.read_status(self.root / run_id) or {}
+            if status.get("state") == "queued":
+                continue
+            self._queue.remove(run_id)
+            if status.get("state") == "running" and run_id not in self._handles:
+                self._watch(run_id, self.root / run_id, status)
+        while self._queue and len(self._handles) < self.max_concurrent:
             run_id = self._queue.pop(0)
             try:
                 self._launch(run_id)
@@ -331,43 +357,19 @@ class JobManager:
         writer = runs.RunWriter(run_dir)
         # "running" before the process exists: it imports for seconds before saying so itself
         writer.set_status("running")
-        worker = None
-        if self._pool is not None and command[:3] == [self.python, "-m", "core"]:
-            worker = self._pool.take()
-        if worker is not None:  # a warm worker runs the same command in its own process
-            child = worker.give(run_id, command[3:], run_dir / "log.txt")
-        else:
-            with open(run_dir / "log.txt", "ab") as log_file:
-                child = subprocess.Popen(command, cwd=REPO_ROOT, env=self._child_env(), stdin=subprocess.DEVNULL,
-                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        self._children[run_id] = child
-        try:
-            create_time = psutil.Process(child.pid).create_time()
-        except psutil.Error:
-            create_time = None  # already gone; the next refresh reaps it
-        runs.write_json_atomic(run_dir / "job.json", {**job, "command": command, "pid": child.pid,
-                                                      "create_time": create_time, "warm": worker is not None,
-                                                      "started": round(time.time(), 6)})
+        handle = self.executor.start(run_id, run_dir, command, job.get("owner"))
+        self._handles[run_id] = handle
+        runs.write_json_atomic(run_dir / "job.json", {**job, "command": command, "executor": self.executor.name,
+                                                      **handle.record(), "started": round(time.time(), 6)})
 
     # ------------------------------------------------------------------ watching
     def _check_process(self, run_id: str) -> None:
         run_dir = self.root / run_id
-        child = self._children.get(run_id)
-        if child is not None:
-            returncode = child.poll()
-            if returncode is None:
-                self._enforce_stop_grace(run_id)
-                return
-            del self._children[run_id]
-            reason = exit_reason(returncode, run_dir / "log.txt")
-        else:
-            process = self._adopted[run_id]
-            if _alive(process):
-                self._enforce_stop_grace(run_id)
-                return
-            del self._adopted[run_id]
-            reason = ("the training process ended without reporting a result "
-                      "(it was started before the server restarted); see log.txt in the run folder")
+        reason = self._handles[run_id].ended()
+        if reason is None:
+            self._enforce_stop_grace(run_id)
+            return
+        del self._handles[run_id]
         stop_asked = self._stop_asked.pop(run_id, None)
         terminated = self._terminated.pop(run_id, None)
         state = (runs.read_status(run_dir) or {}).get("state")
@@ -393,15 +395,9 @@ class JobManager:
             self._terminate(run_id, signal.SIGKILL)
 
     def _terminate(self, run_id: str, sig: int) -> None:
-        child = self._children.get(run_id)
-        try:
-            if child is not None:
-                if child.poll() is None:
-                    os.killpg(child.pid, sig)  # its own session: take any helpers it forked too
-            elif run_id in self._adopted:
-                self._adopted[run_id].send_signal(sig)
-        except (ProcessLookupError, psutil.Error):
-            pass
+        handle = self._handles.get(run_id)
+        if handle is not None:
+            handle.terminate(sig)
 
     def _fail(self, run_id: str, error: str) -> None:
         writer = runs.RunWriter(self.root / run_id)
@@ -412,24 +408,21 @@ class JobManager:
     def _recover(self) -> None:
         """Rebuild the queue and the running set from the run folders on disk."""
         queued = []
-        for row in runs.list_runs(self.root):
-            run_id, run_dir, state = row["id"], Path(row["path"]), row["status"].get("state")
-            try:
-                if state == "queued":
-                    job = runs.read_json(run_dir / "job.json", {})
-                    queued.append((job.get("submitted", 0), run_id))
-                elif state == "running":
-                    process = _find_process(run_dir, row["status"])
-                    if process is not None:
-                        self._adopted[run_id] = process
-                        if runs.stop_requested(run_dir):
-                            self._stop_asked[run_id] = time.monotonic()
-                    else:
+        with self._disk_lock():  # no other manager is half-way through starting a run
+            self._seen_mtime = self.root.stat().st_mtime_ns
+            for row in runs.list_runs(self.root):
+                run_id, run_dir, state = row["id"], Path(row["path"]), row["status"].get("state")
+                self._seen.add(run_id)
+                try:
+                    if state == "queued":
+                        job = runs.read_json(run_dir / "job.json", {})
+                        queued.append((job.get("submitted", 0), run_id))
+                    elif state == "running" and not self._watch(run_id, run_dir, row["status"]):
                         self._fail(run_id, RESTART_ERROR)
-            except Exception:
-                log.exception("could not recover run %s", run_id)
-        self._queue = [run_id for _, run_id in sorted(queued)]
-        self._start_queued()
+                except Exception:
+                    log.exception("could not recover run %s", run_id)
+            self._queue = [run_id for _, run_id in sorted(queued)]
+            self._start_queued()
 
     # ------------------------------------------------------------------ helpers
     def _run_dir(self, run_id: str, owner: str | None) -> Path:
@@ -465,31 +458,3 @@ class JobManager:
             except Exception:  # the thread must outlive any one bad refresh
                 log.exception("job refresh failed")
 
-
-def _find_process(run_dir: Path, status: dict) -> psutil.Process | None:
-    """The live process of a run left "running", or None when it is gone (or its pid reused)."""
-    job = runs.read_json(run_dir / "job.json", {})
-    pid = job.get("pid") or status.get("pid")
-    if not isinstance(pid, int):
-        return None
-    try:
-        process = psutil.Process(pid)
-        if not _alive(process):
-            return None
-        recorded = job.get("create_time") if job.get("pid") == pid else status.get("create_time")
-        if recorded is not None:
-            if abs(process.create_time() - float(recorded)) > CREATE_TIME_TOLERANCE:
-                return None
-        elif str(run_dir) not in " ".join(process.cmdline()):
-            # started outside a manager (no create_time): a reused pid would not name this folder
-            return None
-        return process
-    except (psutil.Error, ValueError, TypeError):
-        return None
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -320,3 +320,36 @@ def test_a_visible_gpu_means_one_run_at_a_time(monkeypatch, tmp_path, home, fake
         assert len(manager.running()) <= 1
         time.sleep(0.05)
     assert [state_of(manager, run_id) for run_id in ids] == ["done", "done"]
+
+
+def test_two_managers_on_one_folder_share_the_limit_and_the_queue(home, fake_python, managers):
+    """The app's manager (polling) and a command line's (``python -m core jobs``, here a second manager on
+    the same folder): each sees what the other started, the limit holds across both, and the app's manager
+    starts the run the command line queued once a slot is free."""
+    hold = home / "release"
+    data = fake_data(home / "data", hold_file=str(hold))
+    app = managers(python=fake_python, max_concurrent=1, poll_seconds=0.05)
+    first = app.submit(FAST, str(data), owner="alice", run_id="app-run")
+    assert state_of(app, first) == "running"
+
+    command_line = managers(python=fake_python, max_concurrent=1, start_thread=False)
+    assert command_line.running() == [first]  # it watches the app's run, so it counts it
+    queued = command_line.submit(FAST, str(fake_data(home / "quick")), owner="cli", run_id="cli-run")
+    assert state_of(command_line, queued) == "queued"
+    wait_for(lambda: app.queue() == [queued], 5, message="the app's manager to see the queued run")
+    assert app.status(queued)["queue_position"] == 1
+
+    most = 0
+    hold.write_text("go")
+    for _ in range(200):
+        states = [state_of(app, first), state_of(app, queued)]
+        most = max(most, states.count("running"))
+        if states == ["done", "done"]:
+            break
+        time.sleep(0.02)
+    assert states == ["done", "done"] and most == 1
+    assert runs.read_json(runs.runs_root() / queued / "job.json")["pid"] != runs.read_json(
+        runs.runs_root() / first / "job.json")["pid"]
+    command_line.refresh()  # the command line's manager finds it started, and starts nothing twice
+    epochs = [e for e in runs.read_all_events(runs.runs_root() / queued) if e["type"] == "epoch"]
+    assert command_line.queue() == [] and len(epochs) == 1  # trained once

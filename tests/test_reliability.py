@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,9 +18,12 @@ import numpy as np
 import psutil
 import pytest
 
-from core import jobs, runs
+from core import executors, jobs, runs
 from tests.jobs_helpers import (cli_available, home, make_demo_data, managers, run_dir_events,  # noqa: F401
                                 tiny_config, wait_for)
+from tests.ray_cluster import RayCluster
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,
@@ -122,11 +127,60 @@ class Reader(threading.Thread):
 
 # ---------------------------------------------------------------------- 5. stop
 
-@pytest.fixture(params=["fresh process", "warm worker"])
-def executor(request) -> dict:
-    """How the manager runs each training: a fresh ``python -m core train`` process, or a warm worker
-    (core.workers) that already imported TensorFlow and runs the same command. The behaviour is the same."""
-    return {"warm_workers": 0 if request.param == "fresh process" else 2}
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One real Ray head for this module's Ray runs (2 CPUs, 127.0.0.1), started when the first needs it."""
+    with RayCluster(num_cpus=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["fresh process", "warm worker", "ray"])
+def executor(request, monkeypatch) -> dict:
+    """How the manager runs each training: a fresh ``python -m core train`` process, a warm worker
+    (core.workers) that already imported TensorFlow and runs the same command, or a Ray Job on a real
+    Ray cluster (core.executors.RayExecutor). The behaviour is the same."""
+    return _executor(request, monkeypatch)
+
+
+@pytest.fixture(params=["fresh process", "ray"])
+def restart_executor(request, monkeypatch) -> dict:
+    """As ``executor``, less the warm worker: its run is adopted by process id, as a fresh process's is."""
+    return _executor(request, monkeypatch)
+
+
+def _executor(request, monkeypatch) -> dict:
+    if request.param == "ray":
+        cluster = request.getfixturevalue("ray_cluster")
+        monkeypatch.setenv(executors.RAY_ADDRESS_ENV, cluster.address)
+        return {"warm_workers": 0, "executor": "ray"}
+    return {"warm_workers": 0 if request.param == "fresh process" else 2, "executor": "local"}
+
+
+def test_three_runs_with_a_limit_of_two_never_run_three_at_once(home, demo_data, managers, executor):
+    manager = managers(max_concurrent=2, poll_seconds=0.1, **executor)
+    submitted = [manager.submit(tiny_config(epochs=2, seed=seed), str(demo_data), owner="class")
+                 for seed in range(3)]
+    assert manager.queue() == submitted[2:]
+    most = 0
+    deadline = time.monotonic() + 3 * RUN_TIMEOUT
+    while True:
+        states = [state_of(manager, run_id) for run_id in submitted]
+        most = max(most, states.count("running"), len(manager.running()))
+        assert most <= 2, states
+        if all(state in runs.FINISHED_STATES for state in states):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.05)
+    assert states == ["done"] * 3 and most == 2
+    for run_id in submitted:
+        job = runs.read_json(manager.root / run_id / "job.json")
+        assert job["executor"] == executor["executor"]
+        load_and_predict(manager.root / run_id)
+    if executor["executor"] == "ray":  # each run was a Ray Job named by its run id, owner in its metadata
+        jobs_on_ray = {job.submission_id: job for job in manager.executor.client.list_jobs()}
+        for run_id in submitted:
+            assert jobs_on_ray[run_id].status.name == "SUCCEEDED"
+            assert jobs_on_ray[run_id].metadata["owner"] == "class"
 
 
 def test_stop_lands_within_one_batch_and_leaves_a_usable_model(home, demo_data, managers, executor):
@@ -191,7 +245,7 @@ def test_a_killed_job_fails_with_a_reason_and_others_carry_on(home, demo_data, m
     wait_for(both_training, RUN_TIMEOUT, message="both runs to be training")
     assert state_of(manager, other) == "running"
     last = run_dir_events(doomed_dir, "batch")[-1]
-    pid = runs.read_json(doomed_dir / "job.json")["pid"]
+    pid = runs.read_status(doomed_dir)["pid"]  # the training process (a warm worker's is the worker)
     killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     status = wait_state(manager, doomed, ("failed", "done", "stopped"), timeout=30)
@@ -206,13 +260,20 @@ def test_a_killed_job_fails_with_a_reason_and_others_carry_on(home, demo_data, m
 
     assert wait_state(manager, other, ("done", "failed", "stopped"))["state"] == "done"
     assert (other_dir / "model.keras").is_file()
+    # no silent re-run of the killed one: nothing trained in its folder after the kill
+    batches = len(run_dir_events(doomed_dir, "batch"))
+    time.sleep(2)
+    assert len(run_dir_events(doomed_dir, "batch")) == batches and state_of(manager, doomed) == "failed"
+    if executor["executor"] == "ray":
+        info = manager.executor.client.get_job_info(doomed)
+        assert info.status.name == "FAILED" and info.driver_exit_code == -signal.SIGKILL
     wait_for(lambda: manager.running() == [], 10, message="the manager to reap the finished run")
     assert manager._thread.is_alive() and manager.queue() == []
     if executor["warm_workers"]:  # the killed worker is replaced; the other one goes on serving
         assert runs.read_json(doomed_dir / "job.json")["warm"] and runs.read_json(other_dir / "job.json")["warm"]
-        wait_for(lambda: len([w for w in manager._pool.workers if w.alive()]) == 2, 30,
+        wait_for(lambda: len([w for w in manager.executor.pool.workers if w.alive()]) == 2, 30,
                  message="a new worker in place of the killed one")
-        assert pid not in [worker.pid for worker in manager._pool.workers]
+        assert pid not in [worker.pid for worker in manager.executor.pool.workers]
 
 
 # ---------------------------------------------------------------------- 7. restart
@@ -252,6 +313,94 @@ def test_a_restarted_manager_rebuilds_its_picture_from_disk(home, demo_data, man
     assert [row["id"] for row in after.runs(owner="b")] == [queued]
     for run_id in (finished, queued):
         load_and_predict(root / run_id)
+
+
+def test_a_restarted_app_adopts_the_runs_still_training_and_sees_them_end(home, demo_data, managers,
+                                                                           restart_executor):
+    """The app restarts while a run trains (and another waits): the new manager finds the running one where
+    it runs (its process, or its Ray Job), starts the queued one, and both end "done"."""
+    executor = restart_executor
+    before = managers(max_concurrent=1, poll_seconds=0.1, **executor)
+    training = before.submit(tiny_config(epochs=6, batch_size=2), str(demo_data), owner="a")
+    waiting = before.submit(tiny_config(epochs=1, seed=5), str(demo_data), owner="b")
+    wait_for(lambda: run_dir_events(before.root / training, "batch"), RUN_TIMEOUT, message="the run to train")
+    before.shutdown()  # the app goes away; its run trains on
+    assert state_of(before, waiting) == "queued"
+
+    after = managers(max_concurrent=1, poll_seconds=0.1, **executor)
+    assert after.running() == [training] and after.queue() == [waiting]
+    assert wait_state(after, training, runs.FINISHED_STATES)["state"] == "done"
+    assert wait_state(after, waiting, runs.FINISHED_STATES)["state"] == "done"
+    assert [row["status"]["state"] for row in after.runs()] == ["done", "done"]
+
+
+def test_the_jobs_command_line_queues_lists_stops_and_runs(home, demo_data, restart_executor, monkeypatch):
+    """``python -m core jobs submit/list/status/stop`` as an operator types them, each a separate process
+    (no manager stays up in between), with a limit of one run at a time."""
+    monkeypatch.setenv(executors.EXECUTOR_ENV, restart_executor["executor"])
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    tiny = ["--image-size", "32", "--weights", "none", "--freeze-depth", "5", "--batch-size", "2"]
+
+    def cli(*arguments, expect=0):
+        done = subprocess.run([sys.executable, "-m", "core", "jobs", *map(str, arguments)], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == expect, (arguments, done.stdout, done.stderr)
+        return done
+
+    long_id = cli("submit", demo_data, *tiny, "--epochs", "400", "--owner", "teacher").stdout.strip()
+    short_id = cli("submit", demo_data, *tiny, "--epochs", "1").stdout.strip()
+    assert runs.RUN_ID_PATTERN.match(long_id) and runs.RUN_ID_PATTERN.match(short_id)
+    rows = {row["id"]: row for row in map(json.loads, cli("list").stdout.splitlines())}
+    assert {rows[long_id]["state"], rows[short_id]["state"]} == {"running", "queued"}
+    assert rows[short_id]["queue_position"] == 1 and rows[short_id]["owner"] == "cli"
+    assert [json.loads(line)["id"] for line in cli("list", "--owner", "teacher").stdout.splitlines()] == [long_id]
+    wait_for(lambda: run_dir_events(runs.runs_root() / long_id, "batch"), RUN_TIMEOUT, message="the run to train")
+    assert json.loads(cli("status", long_id).stdout)["state"] == "running"
+
+    stopped = json.loads(cli("stop", long_id).stdout)  # waits until it has stopped
+    assert stopped["state"] == "stopped" and (runs.runs_root() / long_id / "model.keras").is_file()
+    # the queued run starts when a command next looks (here: status), and trains to the end
+    wait_for(lambda: json.loads(cli("status", short_id).stdout)["state"] in runs.FINISHED_STATES, RUN_TIMEOUT,
+             interval=1, message="the queued run to finish")
+    assert json.loads(cli("status", short_id).stdout)["state"] == "done"
+    assert runs.read_json(runs.runs_root() / short_id / "job.json")["executor"] == restart_executor["executor"]
+    load_and_predict(runs.runs_root() / short_id)
+
+    missing = cli("status", "no-such-run", expect=2)
+    assert missing.stdout == "" and missing.stderr.startswith("error: no run 'no-such-run'")
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_ray_run_goes_to_the_node_it_asks_for_and_fails_in_words_when_that_node_dies(
+        home, demo_data, managers, ray_cluster, monkeypatch):
+    """Two nodes on this machine (Ray's own ``ray start``): a run that asks for the second node's resource
+    trains there; when that node dies, the run fails with a reason and the head carries on."""
+    node = ray_cluster.add_node(num_cpus=1, resources={"second_node": 1})
+    monkeypatch.setenv(executors.RAY_ADDRESS_ENV, ray_cluster.address)
+    monkeypatch.setenv(executors.RAY_RESOURCES_ENV, '{"second_node": 1}')
+    manager = managers(max_concurrent=2, poll_seconds=0.2, executor="ray")
+    run_id = manager.submit(tiny_config(epochs=400, batch_size=2), str(demo_data), owner="a")
+    wait_for(lambda: run_dir_events(manager.root / run_id, "batch"), RUN_TIMEOUT, message="the run to train")
+    info = manager.executor.client.get_job_info(run_id)
+    assert info.driver_node_id and info.status.name == "RUNNING"
+    assert psutil.Process(runs.read_status(manager.root / run_id)["pid"]) in _tree(node)  # on the second node
+
+    died_at = time.monotonic()
+    ray_cluster.kill_node(node)
+    status = wait_state(manager, run_id, runs.FINISHED_STATES, timeout=60)
+    print(f"\n[ray] node death noticed after {time.monotonic() - died_at:.1f} s: {status['error']!r}")
+    assert status["state"] == "failed"
+    assert status["error"].startswith("the machine training this run (a Ray node) stopped")
+
+    monkeypatch.delenv(executors.RAY_RESOURCES_ENV)  # the head alone still trains
+    other = managers(max_concurrent=2, poll_seconds=0.2, executor="ray")
+    after = other.submit(tiny_config(epochs=1), str(demo_data), owner="a")
+    assert wait_state(other, after, runs.FINISHED_STATES)["state"] == "done"
+
+
+def _tree(popen) -> list:
+    root = psutil.Process(popen.pid)
+    return [root, *root.children(recursive=True)]
 
 
 # ---------------------------------------------------------------------- 8. many users

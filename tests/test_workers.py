@@ -31,7 +31,7 @@ def test_runs_reuse_a_warm_worker_until_it_retires(home, demo_data, managers, mo
     import keras
 
     manager = managers(max_concurrent=1, poll_seconds=0.05, warm_workers=1)
-    (worker,) = manager._pool.workers
+    (worker,) = manager.executor.pool.workers
     assert worker.ready.wait(RUN_TIMEOUT), "the worker never got warm"
     first, second = (manager.submit(tiny_config(epochs=1, seed=seed), str(demo_data), owner="t") for seed in (0, 1))
     jobs_seen = []
@@ -65,7 +65,7 @@ def test_runs_reuse_a_warm_worker_until_it_retires(home, demo_data, managers, mo
 def test_a_stand_in_interpreter_runs_cold_and_a_bad_pool_size_is_named(home, managers, monkeypatch):
     fake = make_fake_python(home)
     monkeypatch.delenv(workers.WARM_ENV, raising=False)
-    assert managers(python=fake, max_concurrent=2, start_thread=False)._pool is None
+    assert managers(python=fake, max_concurrent=2, start_thread=False).executor.pool is None
     assert workers.pool_size(2) == 2  # the default: one warm worker per training slot
     monkeypatch.setenv(workers.WARM_ENV, "5")
     assert workers.pool_size(2) == 2  # never more workers than runs at once
@@ -86,10 +86,10 @@ def test_workers_that_die_before_they_are_warm_are_given_up_and_runs_start_cold(
     broken.write_text("#!/bin/sh\nexit 3\n")
     broken.chmod(0o755)
     manager = managers(python=str(broken), max_concurrent=1, poll_seconds=0.05, warm_workers=1)
-    wait_for(lambda: manager._pool.disabled, 30, message="the pool to give up")
-    assert manager._pool.failed_starts == workers.WorkerPool.MAX_FAILED_STARTS
+    wait_for(lambda: manager.executor.pool.disabled, 30, message="the pool to give up")
+    assert manager.executor.pool.failed_starts == workers.WorkerPool.MAX_FAILED_STARTS
     manager.refresh()
-    assert manager._pool.workers == [] and manager._pool.take() is None  # nothing more is started
+    assert manager.executor.pool.workers == [] and manager.executor.pool.take() is None  # nothing more is started
     manager.python = make_fake_python(home)  # the run's own command: the stand-in job, cold
     run_id = manager.submit(tiny_config(), str(fake_data(home / "data")), owner="t")
     assert finish(manager, run_id)["state"] == "done"
