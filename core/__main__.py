@@ -10,7 +10,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -99,6 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("bundle", "savedmodel", "tflite"), default="bundle")
     export.add_argument("--out", required=True)
 
+    job_commands = commands.add_parser(
+        "jobs", help="queue, watch and stop training runs through the job manager (the app's runs folder and "
+        "executor: $TRANSFER_STUDIO_HOME, $TRANSFER_STUDIO_EXECUTOR)").add_subparsers(
+        dest="jobs_command", required=True, parser_class=_Parser)
+    submit = job_commands.add_parser("submit", help="queue a training run; prints its run id")
+    submit.add_argument("data", help="a folder with one subfolder per class, or a zip of the same")
+    submit.add_argument("--owner", default="cli", help="whose run it is (default: cli)")
+    submit.add_argument("--config", help="a JSON file of settings; options given here override it")
+    _add_config_options(submit)
+    status = job_commands.add_parser("status", help="a run's status as JSON (its state: queued, running, "
+                                     "done, stopped or failed)")
+    status.add_argument("run_id")
+    stop = job_commands.add_parser("stop", help="stop a run between batches (or before it starts); waits until "
+                                   "it has stopped and prints its status")
+    stop.add_argument("run_id")
+    listing = job_commands.add_parser("list", help="runs, newest first, one JSON line each")
+    listing.add_argument("--owner", help="only this owner's runs")
+
     fetch = commands.add_parser("fetch-weights", help="put the ImageNet VGG16 (no top) weights into Keras's cache: "
                                 "download them, or install a copy --from a file (for an offline server)")
     fetch.add_argument("--from", dest="source", metavar="FILE",
@@ -164,10 +184,32 @@ def cmd_train(args) -> int:
     # a stop asked for while queued are not a run yet.)
     if out.exists() and (not out.is_dir() or any((out / name).exists() for name in ("events.jsonl", "model.keras"))):
         raise UsageError(f"--out {args.out} already holds a run: give a new folder for each run")
-    result = training.train(config, args.data, args.out, log=_say)
+    with _stop_on_sigterm(out):
+        result = training.train(config, args.data, args.out, log=_say)
     print(json.dumps({"run_dir": result.run_dir, "state": result.state, "val_accuracy": result.val_accuracy,
                       "train_seconds": result.train_seconds, "error": result.error}))
     return 1 if result.state == "failed" else 0
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(out: Path):
+    """SIGTERM (a job system ending the run: Ray's stop_job, a server shutting down) asks the run to stop
+    between batches, as the Stop button does, so it records "stopped" and keeps its model; a SIGKILL that
+    may follow ends it regardless. The previous handler comes back afterwards (a warm worker lives on)."""
+    from core import runs
+
+    def handler(signum, frame):
+        runs.request_stop(out)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_evaluate(args) -> int:
@@ -306,7 +348,48 @@ def _download_progress():
     return report
 
 
-COMMANDS = {"demo-data": cmd_demo_data, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+def cmd_jobs(args) -> int:
+    from core import executors, jobs, runs
+    from core.config import ConfigError
+
+    try:
+        # a manager for this command only: it starts what may start, and leaves; running jobs carry on
+        manager = jobs.JobManager(start_thread=False, warm_workers=0)
+    except (executors.ExecutorError, ValueError) as error:
+        raise UsageError(str(error))
+    try:
+        if args.jobs_command == "submit":
+            try:
+                config = train_config_from_args(args)
+            except ConfigError as error:
+                raise UsageError(str(error))
+            if not Path(args.data).exists():
+                raise UsageError(f"data not found: {args.data} (give a folder with one subfolder per class, or a zip)")
+            print(manager.submit(config, args.data, owner=args.owner))
+            return 0
+        if args.jobs_command == "list":
+            for row in manager.runs(owner=args.owner):
+                status = row["status"]
+                print(json.dumps({"id": row["id"], "state": status.get("state"), "owner": row.get("owner"),
+                                  "queue_position": row.get("queue_position"), "error": status.get("error")}))
+            return 0
+        try:
+            if args.jobs_command == "stop":
+                manager.stop(args.run_id)
+                deadline = time.monotonic() + manager.stop_grace_seconds + 15
+                while (manager.status(args.run_id).get("state") not in runs.FINISHED_STATES
+                       and time.monotonic() < deadline):
+                    manager.refresh()  # past the grace period, this ends the run's process
+                    time.sleep(0.2)
+            print(json.dumps(manager.status(args.run_id)))
+        except (jobs.RunNotFound, runs.RunIdError) as error:
+            raise UsageError(f"{error} in {manager.root}")
+        return 0
+    finally:
+        manager.shutdown()
+
+
+COMMANDS = {"demo-data": cmd_demo_data, "jobs": cmd_jobs, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "experiment": cmd_experiment, "report": cmd_report, "export": cmd_export,
             "fetch-weights": cmd_fetch_weights, "photo-demo": cmd_photo_demo}
 
@@ -338,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
-        if args.command != "demo-data":
+        if args.command not in ("demo-data", "jobs"):
             _import_keras_quietly()
         return COMMANDS[args.command](args)
     except UsageError as error:
