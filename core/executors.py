@@ -159,7 +159,8 @@ class AdoptedHandle(Handle):
 
 
 class LocalExecutor:
-    """Runs each command on this machine: in an idle warm worker when there is one, else in a fresh process."""
+    """Runs each command on this machine: a training run in an idle warm worker when there is one, anything
+    else (an experiment, which starts processes of its own) in a fresh process."""
 
     name = "local"
 
@@ -172,7 +173,7 @@ class LocalExecutor:
     def start(self, run_id: str, run_dir: Path, command: list[str], owner: str | None) -> Handle:
         log_path = run_dir / "log.txt"
         worker = None
-        if self.pool is not None and command[:3] == [self.python, "-m", "core"]:
+        if self.pool is not None and command[:4] == [self.python, "-m", "core", "train"]:
             worker = self.pool.take()
         if worker is not None:  # a warm worker runs the same command in its own process
             try:
