@@ -25,7 +25,8 @@ def test_the_readme_lists_the_commands_tested_here():
     block = README.read_text().split("## Command line", 1)[1].split("```", 2)[1]
     commands = {line.split()[3] for line in block.splitlines() if line.startswith("python -m core ")}
     assert commands == {"demo-data", "photo-demo", "train", "evaluate", "predict", "report", "export",
-                        "experiment"}  # photo-demo: tests/test_photo_demo.py; the rest below
+                        "experiment", "jobs"}  # photo-demo: tests/test_photo_demo.py; jobs: tests/test_reliability.py
+    # (test_the_jobs_command_line_queues_lists_stops_and_runs, on both executors); the rest below
 
 
 def test_the_command_block_end_to_end(tmp_path, capsys):
