@@ -353,3 +353,46 @@ def test_two_managers_on_one_folder_share_the_limit_and_the_queue(home, fake_pyt
     command_line.refresh()  # the command line's manager finds it started, and starts nothing twice
     epochs = [e for e in runs.read_all_events(runs.runs_root() / queued) if e["type"] == "epoch"]
     assert command_line.queue() == [] and len(epochs) == 1  # trained once
+
+
+def test_a_bad_executor_setting_is_named_with_what_is_allowed(home, monkeypatch, tmp_path):
+    from core import executors
+
+    monkeypatch.setenv(executors.EXECUTOR_ENV, "slurm")
+    with pytest.raises(executors.ExecutorError, match=r"TRANSFER_STUDIO_EXECUTOR='slurm'; expected one of: local, ray"):
+        jobs.JobManager(start_thread=False)
+    monkeypatch.setenv(executors.EXECUTOR_ENV, "ray")
+    monkeypatch.setenv(executors.RAY_ADDRESS_ENV, "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(executors.ExecutorError, match=r"cannot reach the Ray cluster at http://127.0.0.1:9 "
+                                                      r"\(ConnectionError\): start its head"):
+        jobs.JobManager(start_thread=False)
+    monkeypatch.setenv(executors.RAY_RESOURCES_ENV, "lots")
+    with pytest.raises(executors.ExecutorError, match="TRANSFER_STUDIO_RAY_RESOURCES='lots'; expected a JSON object"):
+        jobs.JobManager(start_thread=False)
+    assert not (home / "home" / "runs").exists() or list((home / "home" / "runs").iterdir()) == []
+
+
+def test_a_ray_node_that_cannot_see_the_workspace_says_so(tmp_path):
+    """The Ray entrypoint's own guard, run here by the shell as a node would run it (no cluster needed: what
+    a node does with the line is plain sh): a run folder the node cannot see ends it with exit 78 and the
+    words the run's error will carry; with the folder there, it becomes the run's command (exec)."""
+    import subprocess
+    import types
+
+    from core import executors
+
+    line = executors.RayExecutor.entrypoint(types.SimpleNamespace(cwd=tmp_path), tmp_path / "not-mounted",
+                                            ["/bin/echo", "trained"])
+    done = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
+    assert done.returncode == executors.NO_WORKSPACE_EXIT
+    words = done.stdout.strip()
+    assert words == (f"this Ray node cannot see the workspace folder {tmp_path / 'not-mounted'}: mount the "
+                     "shared workspace at the same path on every node")
+    info = types.SimpleNamespace(driver_exit_code=done.returncode, message=f"Job failed\n{words}\n",
+                                 status=types.SimpleNamespace(name="FAILED"))
+    assert executors.RayExecutor.reason(None, info, tmp_path / "log.txt") == words
+
+    (tmp_path / "run").mkdir()
+    done = subprocess.run(["sh", "-c", executors.RayExecutor.entrypoint(
+        types.SimpleNamespace(cwd=tmp_path), tmp_path / "run", ["/bin/echo", "trained"])], capture_output=True)
+    assert done.returncode == 0 and (tmp_path / "run" / "log.txt").read_text() == "trained\n"
