@@ -143,8 +143,9 @@ def executor(request, monkeypatch) -> dict:
 
 
 @pytest.fixture(params=["fresh process", "ray"])
-def restart_executor(request, monkeypatch) -> dict:
-    """As ``executor``, less the warm worker: its run is adopted by process id, as a fresh process's is."""
+def local_or_ray(request, monkeypatch) -> dict:
+    """As ``executor``, less the warm worker, where it adds nothing: a warm worker's run is adopted by its
+    process id and launched from the same queue, as a fresh process's is."""
     return _executor(request, monkeypatch)
 
 
@@ -156,7 +157,8 @@ def _executor(request, monkeypatch) -> dict:
     return {"warm_workers": 0 if request.param == "fresh process" else 2, "executor": "local"}
 
 
-def test_three_runs_with_a_limit_of_two_never_run_three_at_once(home, demo_data, managers, executor):
+def test_three_runs_with_a_limit_of_two_never_run_three_at_once(home, demo_data, managers, local_or_ray):
+    executor = local_or_ray
     manager = managers(max_concurrent=2, poll_seconds=0.1, **executor)
     submitted = [manager.submit(tiny_config(epochs=2, seed=seed), str(demo_data), owner="class")
                  for seed in range(3)]
@@ -316,10 +318,10 @@ def test_a_restarted_manager_rebuilds_its_picture_from_disk(home, demo_data, man
 
 
 def test_a_restarted_app_adopts_the_runs_still_training_and_sees_them_end(home, demo_data, managers,
-                                                                           restart_executor):
+                                                                           local_or_ray):
     """The app restarts while a run trains (and another waits): the new manager finds the running one where
     it runs (its process, or its Ray Job), starts the queued one, and both end "done"."""
-    executor = restart_executor
+    executor = local_or_ray
     before = managers(max_concurrent=1, poll_seconds=0.1, **executor)
     training = before.submit(tiny_config(epochs=6, batch_size=2), str(demo_data), owner="a")
     waiting = before.submit(tiny_config(epochs=1, seed=5), str(demo_data), owner="b")
@@ -334,10 +336,10 @@ def test_a_restarted_app_adopts_the_runs_still_training_and_sees_them_end(home, 
     assert [row["status"]["state"] for row in after.runs()] == ["done", "done"]
 
 
-def test_the_jobs_command_line_queues_lists_stops_and_runs(home, demo_data, restart_executor, monkeypatch):
+def test_the_jobs_command_line_queues_lists_stops_and_runs(home, demo_data, local_or_ray, monkeypatch):
     """``python -m core jobs submit/list/status/stop`` as an operator types them, each a separate process
     (no manager stays up in between), with a limit of one run at a time."""
-    monkeypatch.setenv(executors.EXECUTOR_ENV, restart_executor["executor"])
+    monkeypatch.setenv(executors.EXECUTOR_ENV, local_or_ray["executor"])
     monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
     tiny = ["--image-size", "32", "--weights", "none", "--freeze-depth", "5", "--batch-size", "2"]
 
@@ -363,7 +365,7 @@ def test_the_jobs_command_line_queues_lists_stops_and_runs(home, demo_data, rest
     wait_for(lambda: json.loads(cli("status", short_id).stdout)["state"] in runs.FINISHED_STATES, RUN_TIMEOUT,
              interval=1, message="the queued run to finish")
     assert json.loads(cli("status", short_id).stdout)["state"] == "done"
-    assert runs.read_json(runs.runs_root() / short_id / "job.json")["executor"] == restart_executor["executor"]
+    assert runs.read_json(runs.runs_root() / short_id / "job.json")["executor"] == local_or_ray["executor"]
     load_and_predict(runs.runs_root() / short_id)
 
     missing = cli("status", "no-such-run", expect=2)
