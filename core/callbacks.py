@@ -98,6 +98,56 @@ class EventLogger(keras.callbacks.Callback):
                           seconds=round(time.perf_counter() - self._epoch_started, 3), **record)
 
 
+class Validation(keras.callbacks.Callback):
+    """Scores the model on the validation set at the end of every epoch and puts ``val_loss`` and
+    ``val_accuracy`` into the epoch's logs, for the callbacks after it (events, best weights, early stopping).
+
+    What ``model.fit(validation_data=...)`` does, without its cost on small models: fit's validation traces a
+    second graph and sets up a data pipeline every epoch, about 0.1 s an epoch for a head on 80 cached
+    features, more than scoring them takes. Here the model is called directly, batch by batch: no graph to
+    trace, the same numbers (Keras's categorical cross-entropy and accuracy, averaged over the pictures).
+    ``probabilities`` are the last scored epoch's; ``predict`` scores any model the same way.
+
+    Put it first in the callback list: the others read what it adds to the logs.
+    """
+
+    def __init__(self, x_val, y_val, batch_size: int):
+        super().__init__()
+        self.x_val, self.batch_size = x_val, batch_size
+        self.labels = np.asarray(y_val).argmax(1) if np.ndim(y_val) == 2 else np.asarray(y_val)
+        self.probabilities: np.ndarray | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or not len(self.labels):
+            return
+        self.probabilities = self.predict(self.model)
+        logs.update(scores(self.labels, self.probabilities, prefix="val_"))
+
+    def predict(self, model: keras.Model) -> np.ndarray:
+        """``model``'s probabilities on the validation set (inference mode: no dropout)."""
+        return predict_in_batches(model, self.x_val, self.batch_size)
+
+
+def predict_in_batches(model: keras.Model, inputs, batch_size: int) -> np.ndarray:
+    """``model(inputs)`` batch by batch as float32 NumPy, calling the model directly (nothing to trace)."""
+    outputs = [keras.ops.convert_to_numpy(model(np.asarray(inputs[start:start + batch_size], dtype="float32"),
+                                                training=False))
+               for start in range(0, len(inputs), batch_size)]
+    if not outputs:
+        return np.zeros((0,) + tuple(model.output_shape[1:]), dtype="float32")
+    return np.concatenate(outputs).astype("float32", copy=False)
+
+
+def scores(labels: np.ndarray, probabilities: np.ndarray, *, prefix: str = "") -> dict:
+    """Keras's categorical cross-entropy (probabilities renormalised and clipped to [1e-7, 1 - 1e-7]) and
+    accuracy, averaged over the pictures, as fit's logs name them (``prefix`` "val_": val_loss, val_accuracy)."""
+    probabilities = np.asarray(probabilities, dtype="float64")
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1 - 1e-7)
+    return {f"{prefix}loss": float(-np.log(picked).mean()),
+            f"{prefix}accuracy": float((probabilities.argmax(1) == labels).mean())}
+
+
 class StopOnRequest(keras.callbacks.Callback):
     """Stops training after the batch in which a stop request file appears in the run directory.
 

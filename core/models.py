@@ -6,8 +6,11 @@ model, so a raw image predicts the same through training, the CLI, the app and a
 """
 from __future__ import annotations
 
+import contextlib
+import random as python_random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -150,9 +153,102 @@ def load_vgg16_base(image_size: int, weights: str = "imagenet", progress: Progre
 
     "imagenet" loads Keras's cache (~/.keras/models), else the server's $TRANSFER_STUDIO_WEIGHTS file, else
     downloads through Keras; where they come from is core.weights' concern. A WeightsError says in plain
-    words what to choose instead.
+    words what to choose instead. Inside ``reusing_bases()`` a base built by an earlier run of this process
+    comes back as new instead (see there).
     """
-    return weight_sources.load_base(image_size, weights, progress)
+    key = _base_key(image_size, weights) if _pool.active else None
+    if key is not None:
+        kept = next((entry for entry in _pool.bases if entry.key == key and not entry.lent), None)
+        if kept is not None:
+            kept.lend()
+            return kept.base
+    before = python_random.getstate()
+    base = weight_sources.load_base(image_size, weights, progress)
+    draws = _draws_between(before, python_random.getstate()) if key is not None else None
+    if draws is not None:
+        entry = _KeptBase(key, base, draws)
+        entry.lent = True
+        _pool.bases.append(entry)
+        del _pool.bases[:-_pool.MAX_BASES]  # the oldest go: each holds two copies of VGG16's 58 MB
+    return base
+
+
+# ---------------------------------------------------------------------- the built VGG16, kept between runs
+
+# A warm worker (core.workers) runs one training after another in one process; building VGG16 and reading its
+# 58 MB of weights is most of a cached run's fixed cost (about 0.3-0.8 s on 2 cores). So a run borrows built
+# bases (``reusing_bases``) and gives them back when it ends; the next run with the same image size and weights
+# gets one as if it were new: its weights put back from a copy taken when it was built (fine-tuning changes
+# them), every layer trainable again, and Python's random generator moved on as the build would have moved it
+# (Keras draws each initializer's seed from it, so the head's start is the same as after a real build). Within
+# one run every call gets a base of its own (recipe auto holds one for its features while another fine-tunes).
+
+class _BasePool:
+    MAX_BASES = 3
+
+    def __init__(self):
+        self.active = 0  # nesting depth of reusing_bases()
+        self.bases: list[_KeptBase] = []
+
+
+class _KeptBase:
+    def __init__(self, key: tuple, base: keras.Model, draws: int):
+        self.key, self.base, self.draws = key, base, draws
+        self.weights = [np.array(w) for w in base.get_weights()]
+        self.lent = False
+
+    def lend(self) -> None:
+        self.base.set_weights(self.weights)
+        self.base.trainable = True  # every layer, as keras.applications builds them
+        for _ in range(self.draws):
+            python_random.randint(1, int(1e9))  # what keras.random.make_default_seed draws per initializer
+        self.lent = True
+
+
+_pool = _BasePool()
+
+
+@contextlib.contextmanager
+def reusing_bases():
+    """Within this context, ``load_vgg16_base`` hands out VGG16 bases kept from earlier contexts (a run's
+    models are dropped when it ends), each at most once at a time; at its end every base lent goes back."""
+    _pool.active += 1
+    try:
+        yield
+    finally:
+        _pool.active -= 1
+        if not _pool.active:
+            for entry in _pool.bases:
+                entry.lent = False
+
+
+def forget_kept_bases() -> None:
+    """Drop every kept base (tests compare a run with and without one)."""
+    _pool.bases.clear()
+
+
+def _base_key(image_size: int, weights: str) -> tuple | None:
+    """What a kept base must match: size, weights (a file by its path, size and time) and the dtype policy;
+    None when a base must not be kept: random weights are drawn from the run's seed."""
+    if weights == "none":
+        return None
+    found = weight_sources.imagenet_file() if weights == "imagenet" else (Path(weights).expanduser(), "file")
+    if found is None or not found[0].is_file():
+        return None  # a download or an error: nothing to keep yet
+    stat = found[0].stat()
+    return (image_size, str(found[0].resolve()), stat.st_size, stat.st_mtime_ns,
+            keras.config.dtype_policy().name, keras.backend.backend())
+
+
+def _draws_between(before, after, limit: int = 1000) -> int | None:
+    """How many ``randint(1, 1e9)`` calls take Python's random generator from state ``before`` to ``after``."""
+    replay = python_random.Random()
+    replay.setstate(before)
+    for draws in range(limit + 1):
+        if replay.getstate() == after:
+            return draws
+        replay.randint(1, int(1e9))
+    return None
 
 
 def vgg16_layer_block(layer_name: str) -> int | None:

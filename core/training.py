@@ -26,7 +26,7 @@ import numpy as np
 
 from core import auto, autoencoder, backend, ingest, measured, models, runs
 from core.callbacks import (BestWeights, EventLogger, PhaseClock, RunFailed, StopOnNaN, StopOnRequest,
-                            StopRequested)
+                            StopRequested, Validation)
 from core.config import FINE_TUNE_LEARNING_RATE, TrainConfig
 from core.metrics import classification_metrics
 
@@ -207,6 +207,12 @@ class Trainer:
         """Load, build, fit and save; see ``train`` for the arguments. Never raises for a failed run."""
         config = self.config
         self.writer.write_json("config.json", config.to_dict())
+        # VGG16 built by an earlier run of this process (a warm worker's) is reused, its weights as loaded
+        with models.reusing_bases():
+            return self._run(data, dataset=dataset, split=split)
+
+    def _run(self, data, *, dataset: ingest.Dataset | None, split: tuple | None) -> RunResult:
+        config = self.config
         try:
             self._start()
             self.check_stop()
@@ -378,12 +384,13 @@ class Trainer:
             steps = max(1, math.ceil(len(x_train) / config.batch_size))
             logger = EventLogger(self.writer, phase.name, phase.epochs, steps, epoch_offset=epoch_offset)
             stop, nan = StopOnRequest(self.writer.path), StopOnNaN()
-            callbacks = [nan, logger, stop, best]
+            validation = Validation(x_val, y_val, config.batch_size)
+            callbacks = [validation, nan, logger, stop, best]
             if config.early_stopping:
                 callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
             with self.clock.phase(phase.name):
-                model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=phase.epochs,
-                          batch_size=config.batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+                model.fit(x_train, y_train, epochs=phase.epochs, batch_size=config.batch_size, shuffle=True,
+                          verbose=0, callbacks=callbacks)
             if nan.nan:
                 raise RunFailed("loss became NaN: lower the learning rate")
             epoch_offset += len(logger.history)
@@ -393,8 +400,7 @@ class Trainer:
                 stopped = True
                 break
         best.restore()
-        val_probabilities = np.asarray(model.predict(x_val, batch_size=config.batch_size, verbose=0))
-        return FitOutcome(val_probabilities, best.best_epoch, stopped, inputs.feature_cache)
+        return FitOutcome(validation.predict(model), best.best_epoch, stopped, inputs.feature_cache)
 
     def _unfreeze(self, network: models.SplitModel, unfreeze, inputs: FitInputs, loaded: LoadedData):
         """Set a phase's trainable layers; (the model to fit, its training inputs, its validation inputs)."""
@@ -659,19 +665,18 @@ class Trainer:
         logger = EventLogger(self.writer, phase, config.epochs, steps)
         stop, nan = StopOnRequest(self.writer.path), StopOnNaN()
         best = BestWeights(weights_model=network.full)
+        scoring = Validation(x_val, y_val, config.batch_size)
         validation = len(x_val) > 0
-        callbacks = [nan, logger, stop] + ([best] if keep_best and validation else [])
+        callbacks = [scoring, nan, logger, stop] + ([best] if keep_best and validation else [])
         targets = keras.utils.to_categorical(y_train, n_classes)
         with self.clock.phase(phase):
             model.fit(x_train, targets, epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
-                      verbose=0, callbacks=callbacks,
-                      validation_data=(x_val, keras.utils.to_categorical(y_val, n_classes)) if validation else None)
+                      verbose=0, callbacks=callbacks)
         if nan.nan:
             raise RunFailed("loss became NaN while fine-tuning block 5")
         if keep_best and validation:
             best.restore()
-        probabilities = (np.asarray(model.predict(x_val, batch_size=config.batch_size, verbose=0)) if validation
-                         else np.zeros((0, n_classes)))
+        probabilities = scoring.predict(model) if validation else np.zeros((0, n_classes))
         return FitOutcome(probabilities, best.best_epoch if keep_best and validation else len(logger.history),
                           stop.stopped, None)
 

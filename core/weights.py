@@ -228,8 +228,11 @@ def load_base(image_size: int, weights: str = "imagenet", progress=None):
         raise WeightsError("no weights file was given: upload a VGG16 (no top) weights file, or choose "
                            "weights 'imagenet' or 'none'")
     path = Path(weights).expanduser()
-    check_file(path)
-    return _build(path, image_size)
+    try:
+        return _build(path, image_size)
+    except Exception:
+        check_file(path)  # a folder, a missing or a wrong file: the WeightsError that says so in words
+        raise
 
 
 def download(progress=None) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core import models, runs, training
-from core.callbacks import BestWeights, EventLogger, PhaseClock, StopOnNaN, StopOnRequest
+from core.callbacks import BestWeights, EventLogger, PhaseClock, StopOnNaN, StopOnRequest, Validation
 from core.config import TrainConfig
 from core.training import FitInputs, FitOutcome, LoadedData, Trainer
 
@@ -179,6 +179,24 @@ def test_event_logger_writes_batch_and_epoch_events(run_dir):
     for key in ("phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
         assert key in epochs[0], key
     assert len(logger.history) == 2
+
+
+def test_validation_scores_each_epoch_as_keras_fit_would(run_dir):
+    """Validation puts into the epoch's logs what fit(validation_data=...) would: the callbacks after it (events,
+    the best epoch) read the same val_loss and val_accuracy, without fit's second graph."""
+    x, y = tiny_data()
+    x_val, y_val = tiny_data(n=12, seed=1)
+    keras_way, ours = tiny_classifier(seed=2), tiny_classifier(seed=2)
+    expected = keras_way.fit(x, y, validation_data=(x_val, y_val), epochs=3, batch_size=8, shuffle=False,
+                             verbose=0).history
+    validation = Validation(x_val, y_val, batch_size=5)  # batches of 5, 5 and 2: averaged over pictures
+    logger = EventLogger(runs.RunWriter(run_dir), "train", epochs=3, steps=4)
+    ours.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0, callbacks=[validation, logger])
+    epochs = events(run_dir, "epoch")
+    assert [e["val_loss"] for e in epochs] == pytest.approx(expected["val_loss"], rel=1e-5)
+    assert [e["val_accuracy"] for e in epochs] == pytest.approx(expected["val_accuracy"])
+    assert len(set(expected["val_loss"])) == 3  # the epochs differ, so a stale score would fail
+    np.testing.assert_allclose(validation.predict(ours), keras_way.predict(x_val, verbose=0), rtol=1e-5)
 
 
 def test_event_logger_throttles_batch_events_but_keeps_each_epochs_last(tmp_path):
