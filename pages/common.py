@@ -174,6 +174,15 @@ def job_manager() -> jobs.JobManager:
     return _job_manager_for(str(runs.runs_root()))
 
 
+def trains_on() -> str:
+    """Where runs train, in words: this machine's device, or the Ray cluster runs are sent to."""
+    from core import executors
+
+    if executors.executor_name() == "ray":
+        return "a Ray cluster: each run on a machine with a free slot"
+    return device()
+
+
 @st.cache_resource(show_spinner=False)
 def device() -> str:
     """The device runs train on, in words ("CPU (2 cores, tensorflow)", "GPU: ..."); imports TF once."""
@@ -794,7 +803,7 @@ def sidebar() -> None:
     with st.sidebar:
         st.caption("Trains on")
         try:
-            st.markdown(f"**{plain(device())}**")
+            st.markdown(f"**{plain(trains_on())}**")
         except Exception as error:  # noqa: BLE001
             st.warning(explain(error))
         st.caption("Dataset")
