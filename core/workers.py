@@ -211,18 +211,28 @@ def _rss_mb() -> float:
         return 0.0
 
 
+WARM_IMAGE_SIZES = (64,)  # the app's default image size: the VGG16 a worker builds ahead and keeps
+
+
 def _warm_up() -> None:
-    """Import what every run imports, and build a VGG16 once (its layer code and graph paths)."""
+    """Import what every run imports, and build a VGG16 once (its layer code and graph paths). When the
+    ImageNet weights are here (Keras's cache or the server's file), build VGG16 with them at the common
+    sizes and keep it (core.models.reusing_bases), so a run with the default weights builds nothing."""
     from core.__main__ import _import_keras_quietly
 
     _import_keras_quietly()
     import keras  # noqa: F401
 
     from core import models, training  # noqa: F401
+    from core import weights as weight_sources
 
     try:
         models.load_vgg16_base(32, "none")
         keras.backend.clear_session()
+        if weight_sources.imagenet_file() is not None:  # never a download here: a run asks for that itself
+            with models.reusing_bases():
+                for size in WARM_IMAGE_SIZES:
+                    models.load_vgg16_base(size, "imagenet")
     except Exception:  # noqa: BLE001 - a run will say what is wrong with its own model
         log.exception("warm-up build failed")
 

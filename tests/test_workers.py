@@ -94,3 +94,39 @@ def test_workers_that_die_before_they_are_warm_are_given_up_and_runs_start_cold(
     run_id = manager.submit(tiny_config(), str(fake_data(home / "data")), owner="t")
     assert finish(manager, run_id)["state"] == "done"
     assert runs.read_json(manager.root / run_id / "job.json")["warm"] is False
+
+
+def test_a_worker_warms_up_with_vgg16_built_and_kept_so_a_default_run_builds_none(demo_dir, tmp_path,
+                                                                                  monkeypatch):
+    """The warm-up (run here in this process, as a worker runs it) builds VGG16 with the ImageNet weights at
+    the common sizes when they are on the server, and keeps it: the run after it loads no weights file; with
+    no weights on the server the warm-up builds only the random one (never a download)."""
+    import keras
+
+    from core import models, training
+    from core import weights as weight_sources
+    from core.config import TrainConfig
+
+    keras.utils.set_random_seed(7)
+    weights_file = tmp_path / "vgg16_small.weights.h5"  # stands in for the ImageNet file: a random start
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights_file)
+    monkeypatch.setattr(workers, "WARM_IMAGE_SIZES", (32,))
+    monkeypatch.setattr(weight_sources, "cache_path", lambda: tmp_path / "no-keras-cache.h5")
+    builds = []
+    original = weight_sources.load_base
+    monkeypatch.setattr(weight_sources, "load_base",
+                        lambda *a, **k: (a[1] != "none" and builds.append(a)) or original(*a, **k))
+
+    models.forget_kept_bases()
+    monkeypatch.delenv(weight_sources.SERVER_WEIGHTS_ENV, raising=False)
+    workers._warm_up()  # nothing on the server: nothing to keep, nothing downloaded
+    assert builds == []
+
+    monkeypatch.setenv(weight_sources.SERVER_WEIGHTS_ENV, str(weights_file))
+    workers._warm_up()
+    assert len(builds) == 1
+    config = TrainConfig.from_dict({"recipe": "manual", "weights": "imagenet", "image_size": 32, "epochs": 1,
+                                    "batch_size": 8})
+    assert training.train(config, demo_dir, tmp_path / "run").state == "done"
+    assert len(builds) == 1  # the run used the VGG16 the warm-up built
+    models.forget_kept_bases()
