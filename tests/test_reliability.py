@@ -373,6 +373,27 @@ def test_the_jobs_command_line_queues_lists_stops_and_runs(home, demo_data, loca
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
+def test_sigterm_to_a_training_command_stops_it_between_batches_with_its_model(home, demo_data, tmp_path):
+    """What a job system sends to end a run (Ray's stop_job, a server's shutdown): the run records "stopped"
+    and keeps its model, as the Stop button's request does, instead of dying half-saved."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "core", "train", str(demo_data), "--out", str(run_dir),
+                                "--weights", "none", "--image-size", "32", "--epochs", "400", "--batch-size", "2",
+                                "--freeze-depth", "5"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: run_dir_events(run_dir, "batch"), RUN_TIMEOUT, message="the run to train")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped", status
+    (stop,) = run_dir_events(run_dir, "stop")
+    assert stop["batches_after_request"] <= 1
+    load_and_predict(run_dir)
+
+
 def test_a_ray_run_goes_to_the_node_it_asks_for_and_fails_in_words_when_that_node_dies(
         home, demo_data, managers, ray_cluster, monkeypatch):
     """Two nodes on this machine (Ray's own ``ray start``): a run that asks for the second node's resource
