@@ -256,7 +256,8 @@ def cmd_experiment(args) -> int:
         raise UsageError(f"--image-size must be a whole number from 32 to 224, got {args.image_size}")
     options = {key: value for key, value in (("weights", args.weights), ("image_size", args.image_size),
                                              ("epochs", args.epochs)) if value is not None}
-    result = experiments.run_experiment(args.kind, args.data, args.out, quick=args.quick, log=_say, **options)
+    with _stop_on_sigterm(Path(args.out)):  # the job manager's stop after its grace period, as for train
+        result = experiments.run_experiment(args.kind, args.data, args.out, quick=args.quick, log=_say, **options)
     print(json.dumps({"out": args.out, "rows": len(result["rows"])}))
     return 0
 

@@ -1,6 +1,11 @@
 """Runs each training run as its own process, queues beyond a concurrency limit, and rebuilds
 its picture from the run directories after a restart.
 
+Jobs are of two kinds (job.json's "kind"): "train", one training run, and "experiment", a set of runs
+trained one after another by one process (core.experiments), whose folder holds its results and its own
+runs. Both share the queue, the limit (an experiment takes one slot), the owners, the stop and the
+recovery; the lists of training runs (``runs()``, ``runs.list_runs``) leave experiments out unless asked.
+
 One JobManager serves a whole server (pages share it through ``st.cache_resource``), so every
 public method takes the lock and checks the run id and, where given, the owner (an opaque
 string: the browser session's id). The run directory stays the one source of truth: the
@@ -148,9 +153,51 @@ class JobManager:
         self._check_owner(owner)
         run_id = runs.validate_run_id(run_id) if run_id is not None else runs.new_run_id()
         config.validate()
+        data_path = self._data_path(data)
+        return self._enqueue(run_id, owner, data_path, "train", self._command(run_id, data_path),
+                             files={"config.json": config.to_dict()})
+
+    def submit_experiment(self, kind: str, data: str | os.PathLike, owner: str, *, weights: str = "imagenet",
+                          image_size: int = 64, epochs: int | None = None, quick: bool = False,
+                          run_id: str | None = None) -> str:
+        """Queue one experiment (core.experiments) on ``data`` for ``owner``; start it now if there is room.
+
+        A job of kind "experiment": the same queue and limit as training runs (it takes one slot while it
+        trains its runs one after another), the same owner checks, stop (a request the run in progress sees
+        within a batch, then the process ended after ``stop_grace_seconds``) and recovery. Its folder is
+        ``root/<id>``: results.json, charts.html, status.json and its own runs under ``runs/``.
+
+        kind: one of core.experiments.KINDS. weights, image_size, epochs (None: the experiment's default),
+        quick: as ``python -m core experiment`` takes them.
+        Raises ValueError for an unknown kind, ConfigError for bad settings, FileNotFoundError when the data
+        is missing, FileExistsError when the id is taken; nothing is written then.
+        """
+        from core.experiment_plan import check_kind
+
+        self._check_owner(owner)
+        run_id = runs.validate_run_id(run_id) if run_id is not None else runs.new_run_id()
+        check_kind(kind)
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
+            raise ValueError(f"epochs={epochs!r}; expected a whole number, or None for the experiment's default")
+        TrainConfig.from_dict({"weights": weights, "image_size": image_size, "epochs": epochs or 1})  # checks them
+        data_path = self._data_path(data)
+        settings = {"kind": kind, "weights": weights, "image_size": image_size, "epochs": epochs,
+                    "quick": bool(quick)}
+        command = [self.python, "-m", "core", "experiment", kind, str(data_path), "--out", str(self.root / run_id),
+                   "--weights", str(weights), "--image-size", str(image_size)]
+        command += (["--epochs", str(epochs)] if epochs else []) + (["--quick"] if quick else [])
+        return self._enqueue(run_id, owner, data_path, "experiment", command, job={"experiment": settings})
+
+    @staticmethod
+    def _data_path(data: str | os.PathLike) -> Path:
         data_path = Path(data).absolute()  # the job runs in the repo root, not the caller's folder
         if not data_path.exists():
             raise FileNotFoundError(f"no training data at {str(data_path)!r}; upload or create a dataset first")
+        return data_path
+
+    def _enqueue(self, run_id: str, owner: str, data_path: Path, kind: str, command: list[str],
+                 files: dict | None = None, job: dict | None = None) -> str:
+        """Write a job's folder (``files``, then job.json, then status "queued") and start it if there is room."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the job manager has been shut down")
@@ -160,12 +207,15 @@ class JobManager:
             except FileExistsError:
                 raise FileExistsError(f"run {run_id!r} already exists; choose another id") from None
             writer = runs.RunWriter(run_dir)
-            writer.write_json("config.json", config.to_dict())
+            for name, content in (files or {}).items():
+                writer.write_json(name, content)
             writer.write_json("job.json", {
+                "kind": kind,
                 "owner": owner,
                 "data": str(data_path),
                 "submitted": round(time.time(), 6),
-                "command": self._command(run_id, data_path),
+                "command": command,
+                **(job or {}),
             })
             writer.set_status("queued")  # last: a folder with a status is a complete submission
             self._queue.append(run_id)
@@ -216,15 +266,16 @@ class JobManager:
                 status["queue_position"] = self._queue.index(run_id) + 1
             return status
 
-    def runs(self, owner: str | None = None) -> list[dict]:
+    def runs(self, owner: str | None = None, kind: str | None = "train") -> list[dict]:
         """Runs on disk, newest first (rows of ``runs.list_runs`` plus ``owner`` and
-        ``queue_position``); only ``owner``'s runs when an owner is given."""
+        ``queue_position``); only ``owner``'s runs when an owner is given; only training runs unless
+        ``kind`` says "experiment", or None for both."""
         with self._lock:
             ids = None
             if owner is not None:  # read only this owner's folders: a page polls this every second
                 ids = [child.name for child in self.root.iterdir()
                        if runs.RUN_ID_PATTERN.match(child.name) and self._owner_of(child) == owner]
-            rows = runs.list_runs(self.root, ids=ids)
+            rows = runs.list_runs(self.root, ids=ids, kind=kind)
             for row in rows:
                 row["owner"] = self._owner_of(Path(row["path"]))
                 if row["id"] in self._queue:
@@ -410,7 +461,7 @@ class JobManager:
         queued = []
         with self._disk_lock():  # no other manager is half-way through starting a run
             self._seen_mtime = self.root.stat().st_mtime_ns
-            for row in runs.list_runs(self.root):
+            for row in runs.list_runs(self.root, kind=None):
                 run_id, run_dir, state = row["id"], Path(row["path"]), row["status"].get("state")
                 self._seen.add(run_id)
                 try:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 STATES = ("queued", "running", "done", "failed", "stopped")
 FINISHED_STATES = ("done", "failed", "stopped")
 STOP_FILE = "stop.request"
+JOB_KINDS = ("train", "experiment")  # job.json's "kind"; a folder without one is a training run
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -218,8 +219,21 @@ def stop_requested(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / STOP_FILE).exists()
 
 
-def list_runs(root: str | os.PathLike | None = None, ids: Iterable[str] | None = None) -> list[dict]:
-    """Summaries of runs on disk (newest first): id, path, status and config; ``ids`` limits the list."""
+def job_kind(run_dir: str | os.PathLike) -> str:
+    """What a folder under the runs root holds: "train" (a training run) or "experiment" (a set of them,
+    core.experiments, whose own runs are inside it), as its job.json says."""
+    return (read_json(Path(run_dir) / "job.json") or {}).get("kind") or "train"
+
+
+def list_runs(root: str | os.PathLike | None = None, ids: Iterable[str] | None = None,
+              kind: str | None = "train") -> list[dict]:
+    """Summaries of runs on disk (newest first): id, path, kind, status and config; ``ids`` limits the list.
+
+    kind: "train" (the default: the training runs, which are what every list of models shows), "experiment",
+    or None for every job in the folder.
+    """
+    if kind is not None and kind not in JOB_KINDS:
+        raise ValueError(f"kind={kind!r}; allowed: {', '.join(JOB_KINDS)} or None")
     root = Path(root) if root is not None else runs_root()
     if not root.is_dir():
         return []
@@ -230,9 +244,13 @@ def list_runs(root: str | os.PathLike | None = None, ids: Iterable[str] | None =
             continue
         if wanted is not None and child.name not in wanted:
             continue
+        child_kind = job_kind(child)
+        if kind is not None and child_kind != kind:
+            continue
         rows.append({
             "id": child.name,
             "path": str(child),
+            "kind": child_kind,
             "status": read_status(child) or {},
             "config": read_json(child / "config.json", {}),
         })

@@ -1,12 +1,13 @@
 """Experiments: the lesson of transfer learning as charts, on the user's own data.
 
-Pick a kind, see the estimated time, start it (its own process, ``python -m core experiment``),
-watch the rows fill in, read the charts. core.experiments does the work; this page lays it out.
+Pick a kind, see the estimated time, start it (a job of the server's job manager, queued like a training run
+when every slot is taken), watch the rows fill in, read the charts. core.experiments does the work; this page
+lays it out.
 """
 
 import streamlit as st
 
-from core import experiments, jobs
+from core import experiments
 from core import weights as vgg16_weights
 from pages import common, glossary, weights_panel
 
@@ -29,16 +30,25 @@ COLUMN_HELP = {"validation accuracy": glossary.explain("validation accuracy"),
                "frozen blocks": glossary.explain("frozen blocks"), "block": glossary.explain("block"),
                "epochs": glossary.explain("epoch"), "seed": glossary.explain("seed"),
                "method": f"{glossary.explain('linear probe')} {glossary.explain('scratch')}"}
-def current_experiment(owner: str) -> str | None:
-    """The experiment this session looks at: the one it picked, else its newest (after a reload)."""
-    mine = [item["path"] for item in experiments.list_experiments(owner)]
-    chosen = st.session_state.get("experiment_dir")
-    if chosen in mine:
+ACTIVE_STATES = ("queued", "running")
+
+
+def my_experiments() -> list[dict]:
+    """This session's experiments, newest first (rows of the job manager's list: id, path, status,
+    queue_position)."""
+    return common.job_manager().runs(owner=common.owner(), kind="experiment")
+
+
+def current_experiment(mine: list[dict]) -> str | None:
+    """The id of the experiment this session looks at: the one it picked, else its newest (after a reload)."""
+    ids = [item["id"] for item in mine]
+    chosen = st.session_state.get("experiment_id")
+    if chosen in ids:
         return chosen
-    return mine[0] if mine else None
+    return ids[0] if ids else None
 
 
-def settings_form(info: dict, running: bool, owner: str) -> None:
+def settings_form(info: dict, running: bool) -> None:
     kind = st.radio("Experiment", experiments.KINDS, format_func=experiments.KIND_TITLES.get, horizontal=True,
                     key="experiment_kind")
     st.caption(DESCRIPTIONS[kind])
@@ -64,38 +74,52 @@ def settings_form(info: dict, running: bool, owner: str) -> None:
     probes = f" and {plan['probes']} linear probes" if plan["probes"] else ""
     st.info(f"{plan['runs']} models to train{probes} on {info['images']} images: about "
             f"{common.format_seconds(plan['seconds'])} on 2 CPU cores (a GPU is much faster).")
-    limit = jobs.default_max_concurrent()
     if st.button("Start the experiment", type="primary", disabled=running or not weights_status.ready,
-                 key="experiment_start", help="Finish or stop the running experiment first" if running else None):
-        if experiments.running_experiments() >= limit:
-            st.warning(f"{limit} experiment(s) are already running on this server. Start yours when one of "
-                       "them has finished.")
+                 key="experiment_start", help="Finish or stop your running experiment first" if running else None):
+        try:  # the job manager queues it when every training slot of the server is taken
+            experiment_id = common.job_manager().submit_experiment(
+                kind, info["path"], common.owner(), weights=weights, image_size=image_size, epochs=int(epochs),
+                quick=quick)
+        except (ValueError, FileNotFoundError) as error:
+            st.error(f"The experiment could not start: {common.plain(error)}")
             return
-        out = experiments.new_experiment_dir(owner, kind)
-        experiments.start_experiment(kind, info["path"], out, weights=weights, image_size=image_size,
-                                     epochs=int(epochs), quick=quick)
-        st.session_state["experiment_dir"] = st.session_state["experiment_shown"] = str(out)
+        st.session_state["experiment_id"] = st.session_state["experiment_shown"] = experiment_id
         st.rerun()
 
 
-def show_results(path: str) -> None:
-    """State, rows and charts of one experiment, as they are in its results.json now."""
+def experiment_status(experiment_id: str) -> dict:
+    """The experiment's status.json as the job manager says it (with queue_position while queued)."""
+    return common.job_manager().status(experiment_id, owner=common.owner())
+
+
+def show_results(experiment_id: str) -> None:
+    """State, rows and charts of one experiment: its state from the job manager, its rows from results.json."""
+    status = experiment_status(experiment_id)
+    path = common.job_manager().root / experiment_id
     results = experiments.read_results(path) or {}
-    state = results.get("state")
+    state = status.get("state")
     rows = results.get("rows") or []
     planned = results.get("planned")
     st.subheader(results.get("title") or "Experiment")
-    if state == "running":
+    if state == "queued":
+        position = status.get("queue_position")
+        st.info("Waiting for a free training slot on this server" +
+                (f": number {position} in line." if position else ".") +
+                " It starts by itself when a run or experiment ahead of it finishes.")
+    elif state == "running":
         done = len(rows)
         text = (f"Step {done + 1} of {planned} is running" if planned else "Loading the images and the weights")
         st.progress(done / planned if planned else 0.0, text=text)
+    if state in ACTIVE_STATES:
         if st.button("Stop the experiment", key="experiment_stop"):
-            experiments.stop_experiment(path)
-            st.toast("Stopping after the current batch.")
+            common.job_manager().stop(experiment_id, owner=common.owner())
+            st.toast("Stopping after the current batch." if state == "running" else "Taken out of the queue.")
     elif state == "failed":
-        st.error(f"The experiment failed: {common.plain(results.get('error'))}")
+        st.error(f"The experiment failed: {common.plain(status.get('error') or results.get('error'))}")
+    elif state == "stopped" and not planned:
+        st.warning("Stopped before it started.")
     elif state == "stopped":
-        st.warning(f"Stopped after {len(rows)} of {planned or len(rows)} runs; the rows below are what finished.")
+        st.warning(f"Stopped after {len(rows)} of {planned} runs; the rows below are what finished.")
     elif state == "done":
         probes = sum(1 for row in rows if row.get("method") == experiments.PROBE)
         st.success(f"Finished: {len(rows) - probes} models trained." + (f" {probes} linear probes scored."
@@ -110,17 +134,17 @@ def show_results(path: str) -> None:
     for index, figure in enumerate(experiments.figures(results)):
         common.show_chart(figure, key=f"experiment_chart_{index}", width="content")
     charts = experiments.charts_path(path)
-    if state != "running" and charts is not None:
+    if state not in ACTIVE_STATES and charts is not None:
         st.download_button("Download the charts (HTML, works offline)", data=charts.read_bytes(),
                            file_name=f"{results.get('kind', 'experiment')}-charts.html", mime="text/html",
                            key="experiment_download")
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def live_results(path: str) -> None:
-    """Re-read results.json every few seconds while the experiment runs; rerun the page when it ends."""
-    show_results(path)
-    if (experiments.read_results(path) or {}).get("state") != "running":
+def live_results(experiment_id: str) -> None:
+    """Re-read the experiment every few seconds while it waits or runs; rerun the page when it ends."""
+    show_results(experiment_id)
+    if experiment_status(experiment_id).get("state") not in ACTIVE_STATES:
         st.rerun()  # the finished view needs no timer
 
 
@@ -132,27 +156,26 @@ def body() -> None:
     if not info:
         st.info("Pick a dataset on the **Data** page first (one click gives the demo data).")
         return
-    owner = common.owner()
-    mine = experiments.list_experiments(owner)
-    running = any(item["results"].get("state") == "running" for item in mine)
-    settings_form(info, running, owner)
-    path = current_experiment(owner)
+    mine = my_experiments()
+    running = any(item["status"].get("state") in ACTIVE_STATES for item in mine)
+    settings_form(info, running)
+    shown = current_experiment(mine)
     if len(mine) > 1:
         # no state in the labels: a keyed selectbox keeps showing the label it was picked with, so
         # "(Running)" stayed after the experiment finished (seen in Chromium); the state is shown below
-        names = {item["path"]: f"{experiments.KIND_TITLES.get(item['results'].get('kind'), 'Experiment')}, "
-                               f"started {item['id'][:15]}"
+        names = {item["id"]: f"{(experiments.read_results(item['path']) or {}).get('title') or 'Experiment'}, "
+                             f"started {item['id'][:15]}"
                  for item in mine}
-        path = st.selectbox("Show", list(names), index=list(names).index(path) if path in names else 0,
-                            format_func=names.get, key="experiment_shown")
-        st.session_state["experiment_dir"] = path
-    if not path:
+        shown = st.selectbox("Show", list(names), index=list(names).index(shown) if shown in names else 0,
+                             format_func=names.get, key="experiment_shown")
+        st.session_state["experiment_id"] = shown
+    if not shown:
         return
     st.divider()
-    if (experiments.read_results(path) or {}).get("state") == "running":
-        live_results(path)
+    if experiment_status(shown).get("state") in ACTIVE_STATES:
+        live_results(shown)
     else:
-        show_results(path)
+        show_results(shown)
     glossary.show("frozen blocks", "linear probe", "scratch", "validation accuracy", "ImageNet weights",
                   "cross-validation", "epoch", "seed")
 

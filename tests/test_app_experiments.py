@@ -1,8 +1,6 @@
-"""The Experiments page: loads, estimates, starts an experiment in its own process, shows its rows; finds the
-settings a session kept after a reload; names an uploaded weights file by its upload name, and starts nothing
-without the weights it needs."""
-import os
-import signal
+"""The Experiments page: loads, estimates, starts an experiment through the server's job manager, shows its rows
+(and its place in the queue while every slot is taken); finds the settings a session kept after a reload; names
+an uploaded weights file by its upload name, and starts nothing without the weights it needs."""
 from pathlib import Path
 
 import pytest
@@ -10,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from app_helpers import wait_for
 from core import experiments, runs, session_settings
+from pages import common
 from core import weights as vgg16_weights
 from core.config import TrainConfig
 
@@ -33,6 +32,31 @@ def page(demo_dir=None, reload=False, **settings) -> AppTest:
     return at
 
 
+def jobs_of_this_server():
+    """The job manager the page uses (one per runs folder, kept by Streamlit's resource cache)."""
+    return common.job_manager()
+
+
+@pytest.fixture(autouse=True)
+def page_manager_ends():
+    """The page's job manager ends with the test, and what it started with it."""
+    yield
+    if runs.runs_root().is_dir():
+        common._job_manager_for(str(runs.runs_root())).shutdown(stop_running=True, timeout=60)
+    common._job_manager_for.clear()
+
+
+def finished_experiment(kind: str, results: dict, owner: str = OWNER) -> Path:
+    """An experiment folder as the job manager leaves a finished one: job.json (kind experiment, the owner),
+    status.json done, and ``results`` as results.json."""
+    out = runs.runs_root() / runs.new_run_id()
+    writer = runs.RunWriter(out)
+    writer.write_json("job.json", {"kind": "experiment", "owner": owner, "experiment": {"kind": kind}})
+    writer.write_json(experiments.RESULTS_FILE, results)
+    writer.set_status("done")
+    return out
+
+
 def test_page_without_a_dataset_says_where_to_get_one():
     at = page().run()
     assert not at.exception
@@ -51,42 +75,63 @@ def test_page_shows_the_estimate_and_changes_with_the_kind(demo_dir):
 
 
 def test_starting_an_experiment_fills_in_rows(demo_dir):
+    """Start submits a job of kind "experiment" to the job manager, which the lists of training runs leave out."""
     at = page(demo_dir).run()
     at.number_input(key="experiment_epochs_True").set_value(1)
     at.button(key="experiment_start").click().run()
     assert not at.exception
-    (item,) = experiments.list_experiments(OWNER)
+    manager = jobs_of_this_server()
+    (item,) = manager.runs(owner=OWNER, kind="experiment")
     out = Path(item["path"])
+    assert runs.read_json(out / "job.json")["command"][3:5] == ["experiment", "freeze-depth"]
+    assert manager.runs(owner=OWNER) == [] and runs.list_runs() == []  # not a training run
 
     def first_row_or_the_end():
         results = experiments.read_results(out)  # None until the process has written it
         return results if results and (results["rows"] or results["state"] != "running") else None
 
+    # the process this test starts is stopped (and ended if it does not stop) by page_manager_ends
+    results = wait_for(first_row_or_the_end, timeout=600, interval=0.1, message="the experiment's first row")
+    assert results["rows"], (out / experiments.LOG_FILE).read_text()[-2000:]
+    at.run()
+    assert not at.exception
+    # freeze-depth starts with its linear probes: rows without a run directory
+    table = at.dataframe[0].value
+    assert table["method"].iloc[0] == "linear probe" and table["block"].iloc[0] == 1
+    assert table["run id"].iloc[0] == ""
+    assert at.get("plotly_chart")
+    assert at.button(key="experiment_start").disabled or results["state"] != "running"
+
+
+def test_a_queued_experiment_says_its_place_in_line(demo_dir, tmp_path, monkeypatch):
+    """With every training slot of the server taken (a limit of 1, another session's run holding it), Start
+    queues the experiment, and the page says so in words; Stop takes it out of the queue."""
+    from core import jobs
+    from jobs_helpers import fake_data, make_fake_python
+
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    other = jobs.JobManager(python=make_fake_python(tmp_path), start_thread=False)  # say, the command line's
+    blocker = other.submit(TrainConfig.from_dict({"weights": "none", "image_size": 32, "epochs": 1}),
+                           fake_data(tmp_path / "slow", hold_file=str(tmp_path / "never")), "another-session")
     try:
-        results = wait_for(first_row_or_the_end, timeout=600, interval=0.1, message="the experiment's first row")
-        assert results["rows"], (out / experiments.LOG_FILE).read_text()[-2000:]
-        at.run()
+        at = page(demo_dir).run()
+        at.button(key="experiment_start").click().run()
         assert not at.exception
-        # freeze-depth starts with its linear probes: rows without a run directory
-        table = at.dataframe[0].value
-        assert table["method"].iloc[0] == "linear probe" and table["block"].iloc[0] == 1
-        assert table["run id"].iloc[0] == ""
-        assert at.get("plotly_chart")
-        assert at.button(key="experiment_start").disabled or results["state"] != "running"
+        (item,) = jobs_of_this_server().runs(owner=OWNER, kind="experiment")
+        assert runs.read_status(item["path"])["state"] == "queued"
+        assert any("number 1 in line" in info.value for info in at.info), [info.value for info in at.info]
+        assert at.button(key="experiment_start").disabled
+        at.button(key="experiment_stop").click().run()
+        assert runs.read_status(item["path"])["state"] == "stopped"
+        assert any("Stopped before it started" in warning.value for warning in at.warning)
     finally:
-        results = experiments.read_results(out) or {}
-        if results.get("state") == "running":  # the process this test started: stop it, then make sure
-            experiments.stop_experiment(out)
-            try:
-                wait_for(lambda: experiments.read_results(out).get("state") != "running", timeout=60,
-                         interval=0.1, message="the experiment to stop")
-            except pytest.fail.Exception:  # cleaning up, not the verdict: end it
-                os.killpg(results["pid"], signal.SIGTERM)
+        other.stop(blocker)
+        other.shutdown(stop_running=True, timeout=10)
 
 
 def test_a_finished_transfer_vs_scratch_shows_the_automatic_recipe(demo_dir):
     """Its row names what the recipe chose, and the per-epoch chart draws its one accuracy as a level line."""
-    out = experiments.new_experiment_dir(OWNER, "transfer-vs-scratch")
+    out = runs.runs_root() / "planned-folder"  # the run folders the rows name
     rows = [
         {"method": "transfer", "label": "pretrained, automatic recipe", "recipe": "auto", "val_accuracy": 0.8,
          "train_seconds": 3.0, "epochs": None, "state": "done", "error": None, "run_dir": str(out / "runs" / "a"),
@@ -95,7 +140,7 @@ def test_a_finished_transfer_vs_scratch_shows_the_automatic_recipe(demo_dir):
         {"method": "scratch", "label": "random weights, every block trained", "recipe": "manual",
          "freeze_depth": 0, "val_accuracy": 0.3, "train_seconds": 30.0, "epochs": 3, "state": "done",
          "error": None, "run_dir": str(out / "runs" / "b"), "curve": [0.25, 0.3, 0.3]}]
-    runs.write_json_atomic(out / experiments.RESULTS_FILE, {
+    finished_experiment("transfer-vs-scratch", {
         "kind": "transfer-vs-scratch", "title": "Transfer against training from scratch", "state": "done",
         "planned": 2, "rows": rows, "summary": []})
     at = page(demo_dir).run()

@@ -167,15 +167,13 @@ def test_evaluate_says_average_f1_and_feature_map_in_words(monkeypatch):
     assert "macro F1" in shown["Average F1 over classes"].help and shown["Accuracy"].help
 
 
-def test_the_experiments_table_and_description_are_in_words(demo_dir, isolated_workspace):
-    from core import experiments, runs
-    from test_app_experiments import OWNER as EXPERIMENT_OWNER, page
+def test_the_experiments_table_and_description_are_in_words(demo_dir, app_env):
+    from test_app_experiments import finished_experiment, page
 
-    out = experiments.new_experiment_dir(EXPERIMENT_OWNER, "freeze-depth")
     rows = [{"method": "transfer", "label": f"k={depth}", "freeze_depth": depth, "val_accuracy": 0.5,
              "train_seconds": 3.0, "epochs": 1, "state": "done", "error": None, "curve": [0.5]} for depth in (5, 0)]
-    runs.write_json_atomic(out / experiments.RESULTS_FILE, {"kind": "freeze-depth", "title": "Freeze depth",
-                                                            "state": "done", "planned": 2, "rows": rows})
+    finished_experiment("freeze-depth", {"kind": "freeze-depth", "title": "Freeze depth", "state": "done",
+                                         "planned": 2, "rows": rows})
     at = page(demo_dir).run()
     assert_no_exception(at)
     table = at.dataframe[0].value

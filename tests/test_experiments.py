@@ -38,6 +38,7 @@ def test_freeze_depth_writes_rows_runs_and_charts(demo_dir, tmp_path):
     results, seen = run("freeze-depth", demo_dir, tmp_path / "exp")
     steps = len(experiments.PROBE_BLOCKS) + len(experiments.QUICK_FREEZE_DEPTHS)
     assert results["state"] == "done" and results["planned"] == steps
+    assert runs.read_status(tmp_path / "exp")["state"] == "done"  # the job's state, as a training run's
     assert seen == [(n, n) for n in range(1, steps + 1)]
     probes = [row for row in results["rows"] if row["method"] == "linear probe"]
     tuned = [row for row in results["rows"] if row["method"] == "transfer"]
@@ -189,6 +190,8 @@ def test_missing_weights_fail_before_training_in_plain_words(demo_dir, tmp_path)
     results = experiments.read_results(tmp_path / "exp")
     assert results["state"] == "failed" and "weights file not found" in results["error"]
     assert results["rows"] == [] and not (tmp_path / "exp" / "runs").exists()
+    status = runs.read_status(tmp_path / "exp")  # as a training run's: the job manager reads it
+    assert status["state"] == "failed" and "weights file not found" in status["error"]
 
 
 def test_a_stop_request_stops_between_runs(demo_dir, tmp_path):
@@ -202,7 +205,7 @@ def test_a_stop_request_stops_between_runs(demo_dir, tmp_path):
 
     results = experiments.run_experiment("freeze-depth", demo_dir, out, on_row=stop_after_first, **TINY)
     assert results["state"] == "stopped" and len(results["rows"]) == 1 == len(seen)
-    assert experiments.read_results(out)["state"] == "stopped"
+    assert experiments.read_results(out)["state"] == "stopped" == runs.read_status(out)["state"]
 
 
 def test_estimate_grows_with_the_work():
@@ -220,31 +223,38 @@ def test_estimate_grows_with_the_work():
 
 def test_estimate_knows_when_the_automatic_recipe_fine_tunes():
     """From core.auto's threshold of training pictures a class, the automatic recipe fine-tunes block 5 too."""
-    from core import auto
+    from core import auto, experiment_plan
 
-    assert experiments.FINE_TUNE_MIN_PER_CLASS == auto.FINE_TUNE_MIN_PER_CLASS
+    assert experiment_plan.FINE_TUNE_MIN_PER_CLASS == auto.FINE_TUNE_MIN_PER_CLASS
     automatic = experiments.plan_runs("transfer-vs-scratch")[0]
     threshold = auto.FINE_TUNE_MIN_PER_CLASS
 
     def seconds(per_class):
-        return experiments._run_seconds(automatic, 4 * per_class, 20, 64, 10, experiments.CPU_MACS_PER_SECOND, 4)
+        return experiment_plan._run_seconds(automatic, 4 * per_class, 20, 64, 10, experiments.CPU_MACS_PER_SECOND,
+                                            4)
 
     assert seconds(threshold) > 2 * seconds(threshold - 1)
 
 
-def test_experiments_are_listed_per_owner(tmp_path):
-    mine = experiments.new_experiment_dir("owner_a-123456789", "freeze-depth")
-    runs.write_json_atomic(mine / "results.json", {"kind": "freeze-depth", "state": "done", "rows": []})
-    other = experiments.new_experiment_dir("owner_b-123456789", "freeze-depth")
-    runs.write_json_atomic(other / "results.json", {"kind": "freeze-depth", "state": "done", "rows": []})
-    assert [item["path"] for item in experiments.list_experiments("owner_a-123456789")] == [str(mine)]
-    with pytest.raises(ValueError):
-        experiments.experiments_root("../etc")
-    # a "running" experiment whose process is gone reads as failed, with the reason
-    runs.write_json_atomic(mine / "results.json", {"kind": "freeze-depth", "state": "running", "pid": -5,
-                                                   "rows": []})
-    assert experiments.read_results(mine)["state"] == "failed"
-    assert experiments.running_experiments() == 0
+def test_the_state_of_an_experiment_is_its_status_as_a_job(tmp_path):
+    """results.json says what the experiment's process last wrote; status.json, which the job manager keeps
+    too (a process that died is "failed" with why), has the last word; a queued experiment, without
+    results.json yet, reads as its job's settings and no rows."""
+    out = tmp_path / "exp"
+    runs.write_json_atomic(out / "results.json", {"kind": "freeze-depth", "state": "running", "rows": [{"a": 1}]})
+    assert experiments.read_results(out)["state"] == "running"  # run by hand, without a status
+    runs.RunWriter(out).set_status("failed", error="the training process was killed (signal 9)")
+    results = experiments.read_results(out)
+    assert results["state"] == "failed" and "killed" in results["error"] and results["rows"] == [{"a": 1}]
+
+    queued = tmp_path / "queued"
+    runs.RunWriter(queued).write_json("job.json", {"kind": "experiment", "experiment": {
+        "kind": "data-efficiency", "weights": "none", "image_size": 32, "epochs": None, "quick": True}})
+    runs.RunWriter(queued).set_status("queued")
+    results = experiments.read_results(queued)
+    assert results["state"] == "queued" and results["rows"] == [] and results["title"] == experiments.KIND_TITLES[
+        "data-efficiency"]
+    assert experiments.read_results(tmp_path / "nothing") is None
 
 
 def test_a_worker_trains_several_runs_per_process_and_survives_a_killed_one(demo_dir, tmp_path):
