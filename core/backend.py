@@ -55,6 +55,42 @@ def configure_device(mixed_precision: bool = False) -> str:
     return f"GPU: {label} ({backend})"
 
 
+# The feature cache's forward pass (the frozen blocks, once over every picture) in bfloat16 where the CPU computes
+# it natively: measured on an AMD EPYC with avx512_bf16 (2 cores), VGG16 at 64 px ran 2.0-2.3x faster (oneDNN)
+# than in float32, its block-5 output within 0.4 % (relative norm), and the manual defaults scored the same on
+# real photos at 3 seeds. The cache stores float16 either way. TRANSFER_STUDIO_CACHE_PRECISION=float32 turns it off.
+FORWARD_PRECISION_ENV = "TRANSFER_STUDIO_CACHE_PRECISION"
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def forward_precision() -> str:
+    """The dtype the feature cache computes the frozen blocks in here: "bfloat16" with the TensorFlow backend on a
+    CPU with native bfloat16 (``NATIVE_BF16_FLAGS``) and no GPU, else "float32" ($TRANSFER_STUDIO_CACHE_PRECISION
+    chooses either)."""
+    chosen = os.environ.get(FORWARD_PRECISION_ENV, "").strip().lower()
+    if chosen in ("float32", "bfloat16"):
+        return chosen
+    if name() != "tensorflow":
+        return "float32"  # only TensorFlow's oneDNN kernels were measured
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "float32"  # a GPU's lever is mixed precision (TrainConfig.mixed_precision)
+    return "bfloat16" if set(NATIVE_BF16_FLAGS) & cpu_flags() else "float32"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux's /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def describe_device() -> str:
     """The device a run would use, without changing any setting (for the app's sidebar)."""
     return configure_device(mixed_precision=False)

@@ -190,11 +190,18 @@ class _BasePool:
         self.active = 0  # nesting depth of reusing_bases()
         self.bases: list[_KeptBase] = []
 
+    def lent_entry_of(self, model: keras.Model) -> "_KeptBase | None":
+        """The lent kept base whose layers ``model`` is built on, if any."""
+        layers_of_model = {id(layer) for layer in model.layers}
+        return next((entry for entry in self.bases if entry.lent
+                     and any(id(layer) in layers_of_model for layer in entry.base.layers[1:])), None)
+
 
 class _KeptBase:
     def __init__(self, key: tuple, base: keras.Model, draws: int):
         self.key, self.base, self.draws = key, base, draws
         self.weights = [np.array(w) for w in base.get_weights()]
+        self.copies: dict[tuple, keras.Model] = {}  # reduced_precision_copy's, made from these weights
         self.lent = False
 
     def lend(self) -> None:
@@ -511,6 +518,33 @@ def compute_features(model: keras.Model, images: np.ndarray, batch_size: int = 3
     if not outputs:
         return np.zeros((0,) + tuple(model.output_shape[1:]), dtype=dtype)
     return np.concatenate(outputs)
+
+
+def reduced_precision_copy(model: keras.Model, dtype: str) -> keras.Model:
+    """A copy of ``model`` that computes, and holds its weights, in ``dtype`` ("bfloat16"), for the frozen forward
+    pass (core.backend.forward_precision). Weights held in the low precision are cast once here, not at every
+    batch as a mixed policy would (measured: that cast cost more than half of what bfloat16 saved).
+
+    A copy of a base lent by ``reusing_bases`` is kept with it: the frozen part a run caches has the weights the
+    base was lent with, so the next run of the same freeze depth takes the copy instead of making one (0.2-0.4 s).
+    """
+    entry = _pool.lent_entry_of(model)
+    key = (dtype, tuple(layer.name for layer in model.layers))
+    if entry is not None and key in entry.copies:
+        return entry.copies[key]
+
+    def in_dtype(layer):
+        config = {**layer.get_config(), "dtype": dtype}
+        for name in ("kernel_initializer", "bias_initializer"):
+            if name in config:
+                config[name] = "zeros"  # the weights are copied below: nothing to draw
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=in_dtype)
+    copy.set_weights(model.get_weights())
+    if entry is not None:
+        entry.copies[key] = copy
+    return copy
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:

@@ -2,9 +2,10 @@
 same result as in a fresh process: the weights the first run fine-tuned are put back, and the head starts
 from the same random draw."""
 import keras
+import numpy as np
 import pytest
 
-from core import models, runs, training
+from core import ingest, models, runs, training
 from core import weights as weight_sources
 from core.config import TrainConfig
 
@@ -64,4 +65,22 @@ def test_one_run_never_gets_the_same_base_twice(weights_file):
     outside = models.load_vgg16_base(32, weights_file)  # outside a run nothing is lent
     assert outside is not first and outside is not other
     assert models.load_vgg16_base(32, "none") is not models.load_vgg16_base(32, "none")
+    models.forget_kept_bases()
+
+
+def test_a_warm_run_takes_the_bfloat16_copy_an_earlier_run_made_of_its_frozen_part(weights_file, demo_dir):
+    images = ingest.load_labeled(demo_dir, 32).images[:4].astype("float32")
+    models.forget_kept_bases()
+    with models.reusing_bases():
+        network = models.build_vgg16_classifier(4, image_size=32, weights=weights_file, freeze_depth=4)
+        exact = models.compute_features(network.lower, images, dtype="float32")
+        copy = models.reduced_precision_copy(network.lower, "bfloat16")
+        rounded = models.compute_features(copy, images, dtype="float32")
+        conv = network.full.get_layer("block1_conv1")
+        conv.set_weights([weight * 0 for weight in conv.get_weights()])  # what fine-tuning does to the lent base
+    with models.reusing_bases():
+        again = models.build_vgg16_classifier(4, image_size=32, weights=weights_file, freeze_depth=4)
+        assert models.reduced_precision_copy(again.lower, "bfloat16") is copy
+        np.testing.assert_array_equal(models.compute_features(again.lower, images, dtype="float32"), exact)
+        np.testing.assert_array_equal(models.compute_features(copy, images, dtype="float32"), rounded)
     models.forget_kept_bases()

@@ -58,6 +58,8 @@ def test_build_makes_the_split_vgg16(demo_dir, run_dir):
 
 
 def test_cache_computes_the_frozen_part_once(demo_dir, run_dir, monkeypatch):
+    # in float32 here, to compare with predict; bfloat16 has its own tests (test_forward_precision.py)
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE_PRECISION", "float32")
     trainer = make_trainer(run_dir)
     loaded = trainer.load(demo_dir)
     network = trainer.build(loaded)
