@@ -391,7 +391,7 @@ class Trainer:
             steps = max(1, math.ceil(len(x_train) / config.batch_size))
             logger = EventLogger(self.writer, phase.name, phase.epochs, steps, epoch_offset=epoch_offset)
             stop, nan = StopOnRequest(self.writer.path), StopOnNaN()
-            validation = Validation(x_val, y_val, config.batch_size)
+            validation = Validation(x_val, y_val, scoring_batch(x_val, config.batch_size))
             callbacks = [validation, nan, logger, stop, best]
             if config.early_stopping:
                 callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
@@ -672,7 +672,7 @@ class Trainer:
         logger = EventLogger(self.writer, phase, config.epochs, steps)
         stop, nan = StopOnRequest(self.writer.path), StopOnNaN()
         best = BestWeights(weights_model=network.full)
-        scoring = Validation(x_val, y_val, config.batch_size)
+        scoring = Validation(x_val, y_val, scoring_batch(x_val, config.batch_size))
         validation = len(x_val) > 0
         callbacks = [scoring, nan, logger, stop] + ([best] if keep_best and validation else [])
         targets = keras.utils.to_categorical(y_train, n_classes)
@@ -718,6 +718,18 @@ def plain_error(error: BaseException) -> str:
         return f"invalid input: {error}"
     return runs.workspace_error(error) if isinstance(error, OSError) else (
         f"training failed unexpectedly ({type(error).__name__}: {str(error)[:300]})")
+
+
+# Scoring calls the model once a batch, and each call costs a few milliseconds whatever its size: small inputs
+# (cached features) are scored in batches of up to this many values (4 MB of float32), large ones (images)
+# at the training batch size, so the activations of a large batch never fill the memory.
+SCORING_BATCH_VALUES = 2**20
+
+
+def scoring_batch(inputs: np.ndarray, batch_size: int) -> int:
+    """The batch size to score ``inputs`` at: the training batch size, or more pictures a call when each is small."""
+    per_picture = int(np.prod(inputs.shape[1:])) or 1
+    return max(batch_size, SCORING_BATCH_VALUES // per_picture)
 
 
 def _given_split(split, n_images: int):

@@ -330,3 +330,8 @@ def test_two_phases_fine_tune_at_a_tenth_of_the_rate(demo_dir, run_dir, monkeypa
     result = training.train(TrainConfig.from_dict(config), demo_dir, run_dir)
     assert result.state == "done", result.error
     assert compiled == [("adam", 0.003), ("adam", pytest.approx(0.0003))]
+
+
+def test_small_inputs_are_scored_in_larger_batches_images_at_the_training_batch_size():
+    assert training.scoring_batch(np.zeros((80, 2, 2, 512), "float16"), 32) == 512  # one call for 80 features
+    assert training.scoring_batch(np.zeros((80, 224, 224, 3), "float32"), 32) == 32
