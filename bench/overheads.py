@@ -7,9 +7,10 @@ For each recipe (the seed preset, recipe auto, a partial freeze: blocks 1-3 froz
 ``core.training.train`` in this process on the demo shapes (``--pictures`` in all, 80/20 split), and from the
 run's own phase events:
 
-- **forward pass**: the feature-cache phase (the frozen blocks over every picture once), beside a bare
-  ``model.predict`` of the same frozen network at batch 32, 64 and 128 (pictures a second: how close the
-  cache comes to the network's own throughput here);
+- **forward pass**: the feature-cache phase (the frozen blocks over every picture once) less the making of its
+  reduced-precision copy (the event's ``copy_seconds``, counted as overhead), beside a bare ``model.predict`` of the
+  same frozen network in the same precision (bfloat16 where core.backend.forward_precision chooses it) and in
+  float32, at batch 32, 64 and 128 (pictures a second: how close the cache comes to the network's own throughput);
 - **optimizer math**: the fitting phases' epochs as a compiled loop runs them at its steadiest, measured apart:
   the same head (or upper blocks) fitted on the same inputs with one call per epoch (``steps_per_execution``
   = the epoch's steps), no validation and no callbacks, after a first epoch that traces; times the run's epochs.
@@ -17,6 +18,9 @@ run's own phase events:
   count as its math (the candidate's own forward passes through block 5 included);
 - **everything else**: loading, building, the first epoch's graph building, per-step Python, validation,
   callbacks and event writes, saving: the run's seconds less the two above.
+
+Each recipe runs ``--runs`` times in this process (default 2): the first is cold (VGG16 built from the weights
+file, every graph traced afresh), the last is what a warm worker (core.workers) runs, and its figures are the row's.
 
 Prints a table and writes JSON (``--out``); asserts nothing.
 """
@@ -95,7 +99,13 @@ def _events(run_dir: Path) -> list[dict]:
     return runs.read_all_events(run_dir)
 
 
-def measure(recipe: str, settings: dict, size: int, data: Path, weights: str, work: Path) -> dict:
+def _phases(run_dir: Path) -> dict:
+    return {event["name"]: event["seconds"] for event in _events(run_dir) if event["type"] == "phase"}
+
+
+def measure(recipe: str, settings: dict, size: int, data: Path, weights: str, work: Path, runs: int = 1) -> dict:
+    """One recipe at one size: ``runs`` runs in this process, the first cold, the others as in a warm worker
+    (VGG16 already built, graphs of earlier runs' kind traced once); the figures are the last run's."""
     import keras
 
     from core import ingest, models, training
@@ -105,16 +115,24 @@ def measure(recipe: str, settings: dict, size: int, data: Path, weights: str, wo
     config = TrainConfig.from_dict({"weights": weights, "image_size": size, "seed": 0, **settings})
     dataset = ingest.load_labeled(str(data), size)
     split = ingest.split(dataset, config.validation_fraction, config.seed)
-    run_dir = work / f"{recipe.split()[0]}-{size}"
-    started = time.perf_counter()
-    result = training.train(config, str(data), run_dir, dataset=dataset, split=split)
-    wall = time.perf_counter() - started
-    if result.state != "done":
-        raise RuntimeError(f"{recipe} at {size} px ended {result.state}: {result.error}")
-    events = _events(run_dir)
-    phases = {event["name"]: event["seconds"] for event in events if event["type"] == "phase"}
+    cold_phases = None
+    for attempt in range(runs):
+        run_dir = work / f"{recipe.split()[0]}-{size}-{attempt + 1}"
+        started = time.perf_counter()
+        result = training.train(config, str(data), run_dir, dataset=dataset, split=split)
+        wall = time.perf_counter() - started
+        if result.state != "done":
+            raise RuntimeError(f"{recipe} at {size} px ended {result.state}: {result.error}")
+        if cold_phases is None:
+            cold_phases = _phases(run_dir)
+    events = _events(run_dir)  # the last run: in a warm process when runs > 1
+    phases = _phases(run_dir)
     epochs = [event for event in events if event["type"] == "epoch"]
-    forward = sum(phases.get(name, 0.0) for name in FORWARD_PHASES)
+    cache_events = [event for event in events if event["type"] == "feature_cache" and event.get("used")]
+    # making the reduced-precision copy of the frozen part is inside the feature-cache phase but is not the pass
+    copy_seconds = sum(event.get("copy_seconds") or 0.0 for event in cache_events)
+    precision = cache_events[0].get("precision", "float32") if cache_events else "float32"
+    forward = sum(phases.get(name, 0.0) for name in FORWARD_PHASES) - copy_seconds
     math_seconds = steady_math(config, run_dir, dataset, split)
     if math_seconds is None:  # recipe auto: its fits are its math (scikit-learn's linear heads, and the
         # fine-tune candidate, whose block-5 forward passes count here too)
@@ -125,7 +143,11 @@ def measure(recipe: str, settings: dict, size: int, data: Path, weights: str, wo
                                          freeze_depth=config.freeze_depth if config.recipe != "auto" else 5,
                                          head="gap")
     cached_images = len(dataset.images)
-    rates = bare_predict(base.lower or base.full, np.asarray(dataset.images, dtype="float32"))
+    frozen = base.lower or base.full
+    pictures = np.asarray(dataset.images, dtype="float32")
+    rates = bare_predict(frozen if precision == "float32" else models.reduced_precision_copy(frozen, precision),
+                         pictures)
+    rates_float32 = rates if precision == "float32" else bare_predict(frozen, pictures)
     keras.backend.clear_session()
     return {
         "recipe": recipe, "image_size": size, "pictures": cached_images, "wall_seconds": round(wall, 3),
@@ -137,8 +159,11 @@ def measure(recipe: str, settings: dict, size: int, data: Path, weights: str, wo
                                 if len(epochs) > 1 else None),
         "epochs": len(epochs),
         "cache_pictures_per_second": round(cached_images / forward, 1) if forward else None,
-        "bare_predict_pictures_per_second": rates,
+        "bare_predict_pictures_per_second": rates, "forward_precision": precision, "copy_seconds": copy_seconds,
+        "bare_predict_float32_pictures_per_second": rates_float32,
         "val_accuracy": result.val_accuracy,
+        "runs": runs, "warm": runs > 1, "train_seconds": result.train_seconds,
+        "cold_phase_seconds": cold_phases, "cold_phases_total": round(sum(cold_phases.values()), 3),
     }
 
 
@@ -148,6 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pictures", type=int, default=400, help="demo pictures in all (4 classes)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32])
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--runs", type=int, default=2,
+                        help="runs of each recipe in this process: the first is cold, the last (reported) warm, "
+                             "as a warm worker's (default 2; 1: cold only)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     from bench import machine
@@ -165,21 +193,25 @@ def main(argv=None) -> int:
             demo_data.write_demo_data(str(data), per_class=args.pictures // 4, size=size, seed=0)
             for recipe in args.recipes:
                 print(f"[overheads] {recipe} at {size} px ...", file=sys.stderr, flush=True)
-                rows.append(measure(recipe, RECIPES[recipe], size, data, weights, work))
+                rows.append(measure(recipe, RECIPES[recipe], size, data, weights, work, runs=args.runs))
     print(f"{args.pictures} demo pictures, weights {Path(weights).name}; {machine.cpu_model()}, "
           f"{machine.usable_cores()} cores, load average {[round(x, 2) for x in os.getloadavg()]}")
-    print("| recipe | px | run (phases) | forward pass | optimizer math | everything else | first epoch / later "
-          "| cache pictures/s | bare predict pictures/s (batch 32 / 64 / 128) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| recipe | px | run (phases; cold) | forward pass | optimizer math | everything else | first epoch / later "
+          "| cache pictures/s | bare predict pictures/s, same precision (batch 32 / 64 / 128) | float32 predict |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         rates = row["bare_predict_pictures_per_second"]
         later = row["later_epoch_seconds"]
-        print(f"| {row['recipe']} | {row['image_size']} | {row['phases_total']:.2f} s | {row['forward_seconds']:.2f} s "
+        cold = f" ({row['cold_phases_total']:.2f} s cold)" if row["warm"] else ""
+        print(f"| {row['recipe']} | {row['image_size']} | {row['phases_total']:.2f} s{cold} | {row['forward_seconds']:.2f} s "
               f"| {row['math_seconds']:.2f} s | **{row['other_seconds']:.2f} s** | "
               f"{row['first_epoch_seconds'] or 0:.2f} / {later if later is not None else '-'} s "
-              f"| {row['cache_pictures_per_second']} | {' / '.join(str(rates[b]) for b in (32, 64, 128))} |")
+              f"| {row['cache_pictures_per_second']} ({row['forward_precision']}) "
+              f"| {' / '.join(str(rates[b]) for b in (32, 64, 128))} "
+              f"| {' / '.join(str(row['bare_predict_float32_pictures_per_second'][b]) for b in (32, 64, 128))} |")
     for row in rows:
-        print(f"{row['recipe']} {row['image_size']} px phases: {row['phase_seconds']}")
+        print(f"{row['recipe']} {row['image_size']} px phases: {row['phase_seconds']}"
+              + (f"; cold: {row['cold_phase_seconds']}" if row["warm"] else ""))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     return 0
