@@ -333,8 +333,8 @@ class Trainer:
             return FitInputs(x_train, x_val, network.full, {"used": False, "reason": reason})
         self.mark_training_start(restart=True)
         total = len(x_train) + len(x_val)
-        # Stored as float16 the features are rounded anyway: computed in bfloat16 where the CPU does that natively
-        # (about twice as fast); a float32 cache (tests of exactness) is computed in float32.
+        # float32 unless bfloat16 is asked for (core.backend.forward_precision); a float32 cache (tests of
+        # exactness) is always computed in float32.
         precision = backend.forward_precision() if FEATURE_CACHE_DTYPE == "float16" else "float32"
         with self.clock.phase("feature_cache"):
             started = time.perf_counter()
