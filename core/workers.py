@@ -218,9 +218,9 @@ def _warm_up() -> None:
     """Import what every run imports, and build a VGG16 once (its layer code and graph paths). When the
     ImageNet weights are here (Keras's cache or the server's file), build VGG16 with them at the common
     sizes and keep it (core.models.reusing_bases), so a run with the default weights builds nothing."""
-    from core.__main__ import _import_keras_quietly
+    from core.quiet import import_keras_quietly
 
-    _import_keras_quietly()
+    import_keras_quietly()
     import keras  # noqa: F401
 
     from core import models, training  # noqa: F401
@@ -239,7 +239,7 @@ def _warm_up() -> None:
 
 def _run_task(task: dict) -> int:
     """``python -m core <argv>`` in this process, its output to the run's log file."""
-    from core.__main__ import main
+    import runpy
 
     import keras
 
@@ -250,7 +250,10 @@ def _run_task(task: dict) -> int:
         os.dup2(log_file.fileno(), 1)
         os.dup2(log_file.fileno(), 2)
     try:
-        code = main(list(task["argv"]))
+        # ``python -m core ARGS`` run in this process, as the program it is (not a module this one depends on)
+        sys.argv = ["python -m core", *task["argv"]]
+        runpy.run_module("core", run_name="__main__", alter_sys=True)
+        code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:  # noqa: BLE001 - main reports failures itself; anything else is this run's end
