@@ -41,8 +41,9 @@ def test_runs_reuse_a_warm_worker_until_it_retires(home, demo_data, managers, mo
         job = runs.read_json(run_dir / "job.json")
         jobs_seen.append(job)
         assert job["warm"] is True and job["pid"] == worker.pid
-        log_text = (run_dir / "log.txt").read_text()
-        assert f'"run_dir": "{run_dir}"' in log_text and '"state": "done"' in log_text  # the command's output
+        # the command's output: printed after the run wrote "done", so it reaches log.txt a moment later
+        wait_for(lambda: (lambda text: f'"run_dir": "{run_dir}"' in text and '"state": "done"' in text)(
+            (run_dir / "log.txt").read_text()) or None, 30, interval=0.05, message="the command's output in log.txt")
         model = keras.saving.load_model(run_dir / "model.keras")
         assert model.output_shape[-1] == len(json.loads((run_dir / "labels.json").read_text()))
     assert (manager.root / first / "log.txt").read_text().count('"state": "done"') == 1  # each log its own run
