@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop = job_commands.add_parser("stop", help="stop a run between batches (or before it starts); waits until "
                                    "it has stopped and prints its status")
     stop.add_argument("run_id")
-    listing = job_commands.add_parser("list", help="runs, newest first, one JSON line each")
+    listing = job_commands.add_parser("list", help="runs and experiments (they share the queue), newest first, one JSON line each with its kind")
     listing.add_argument("--owner", help="only this owner's runs")
 
     fetch = commands.add_parser("fetch-weights", help="put the ImageNet VGG16 (no top) weights into Keras's cache: "
@@ -369,9 +369,10 @@ def cmd_jobs(args) -> int:
             print(manager.submit(config, args.data, owner=args.owner))
             return 0
         if args.jobs_command == "list":
-            for row in manager.runs(owner=args.owner):
+            for row in manager.runs(owner=args.owner, kind=None):  # experiments share the queue: list them too
                 status = row["status"]
-                print(json.dumps({"id": row["id"], "state": status.get("state"), "owner": row.get("owner"),
+                print(json.dumps({"id": row["id"], "kind": row["kind"], "state": status.get("state"),
+                                  "owner": row.get("owner"),
                                   "queue_position": row.get("queue_position"), "error": status.get("error")}))
             return 0
         try:

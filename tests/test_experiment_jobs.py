@@ -9,6 +9,7 @@ stand-in and every other command (the experiment) with the real interpreter.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 from core import jobs, runs
+from core.__main__ import main as cli_main
 from core.config import TrainConfig
 from jobs_helpers import fake_data, make_fake_python, wait_for
 
@@ -67,7 +69,8 @@ def refresh_until(manager, predicate, timeout: float, message: str, limit: int |
 
 
 def test_an_experiment_queues_behind_training_runs_within_the_limit_and_is_no_training_run(demo_dir, tmp_path,
-                                                                                           manager_of):
+                                                                                           manager_of, capsys,
+                                                                                           monkeypatch):
     manager = manager_of(max_concurrent=1, python=stand_in_for_training(tmp_path))
     release = tmp_path / "release"
     held = fake_data(tmp_path / "held", hold_file=str(release))
@@ -87,6 +90,13 @@ def test_an_experiment_queues_behind_training_runs_within_the_limit_and_is_no_tr
     assert {row["id"] for row in runs.list_runs(manager.root)} == {first, second}
     assert manager.runs(owner="owner-b") == []
     assert [row["id"] for row in manager.runs(owner="owner-b", kind="experiment")] == [experiment]
+    # the command line's list shows both kinds, each with its kind (they share the queue an operator watches)
+    capsys.readouterr()
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")  # the command's own manager starts nothing: the slot is taken
+    assert cli_main(["jobs", "list"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(row["id"], row["kind"], row["state"]) for row in listed} == {
+        (first, "train", "running"), (experiment, "experiment", "queued"), (second, "train", "queued")}
 
     release.write_text("")
     refresh_until(manager, lambda: manager.running() == [experiment], 30, "the experiment to start", limit=1)
