@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop = job_commands.add_parser("stop", help="stop a run between batches (or before it starts); waits until "
                                    "it has stopped and prints its status")
     stop.add_argument("run_id")
-    listing = job_commands.add_parser("list", help="runs and experiments (they share the queue), newest first, one JSON line each with its kind")
+    listing = job_commands.add_parser("list", help="runs and experiments (they share the queue), newest first, "
+                                      "one JSON line each with its kind")
     listing.add_argument("--owner", help="only this owner's runs")
 
     fetch = commands.add_parser("fetch-weights", help="put the ImageNet VGG16 (no top) weights into Keras's cache: "

@@ -140,6 +140,10 @@ def sync_query_params() -> None:
         try:
             runs.validate_run_id(requested)
             job_manager().status(requested, owner=me)
+            if runs.job_kind(job_manager().root / requested) != "train":
+                st.error(f"{plain(requested, 80)} is one of your experiments, not a training run: its results "
+                         "are on the Experiments page.")
+                requested = None
         except runs.RunIdError:
             st.error(f"The link names a run id that is not valid: {plain(requested, 80)}. A run id has "
                      "only letters, digits, '-' and '_'. Pick one of your runs on the Train page.")

@@ -246,6 +246,21 @@ def test_another_sessions_run_is_not_shown(app_env):
     assert "run_id" not in at.session_state
 
 
+def test_a_link_naming_an_experiment_as_the_run_points_to_the_experiments_page(app_env):
+    """An experiment is a job in the same runs folder, but no training run: a link with its id as ``run`` is
+    refused in words, not shown as a run (an experiment's folder, finished, as the experiment writes it)."""
+    from core import runs
+
+    token, experiment = "teachers-session-token", "20261201-000000-e0e0e0e0e0"
+    writer = runs.RunWriter(runs.run_path(experiment))
+    writer.write_json("job.json", {"kind": "experiment", "owner": token, "experiment": {"kind": "freeze-depth"}})
+    writer.set_status("done")
+    at = start_app({"session": token, "run": experiment})
+    [message] = errors(at)
+    assert "one of your experiments" in message and "Experiments page" in message
+    assert "run" not in at.query_params and "run_id" not in at.session_state
+
+
 @pytest.mark.parametrize("page", ["pages/4_autoencoder.py", "pages/5_evaluate.py", "pages/6_predict.py",
                                   "pages/7_experiments.py"])
 def test_every_other_page_opens_from_the_navigation(app_env, page):
