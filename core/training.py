@@ -598,7 +598,7 @@ class Trainer:
             return network, FitOutcome(probabilities, 1, board.stopped, features.note, metric_labels=labels,
                                        evaluation=evaluation)
         # fine-tuning won: train it afresh on every training picture (best epoch by the validation split, if any)
-        network = self._fine_tune_network(n_classes)
+        network = self._fine_tune_network(n_classes, features.base)
         val_maps = features.val_maps if features.val_maps is not None else features.train_maps[:0]
         outcome = self._fit_fine_tune(network, features.train_maps, y_train, val_maps, loaded.y_val,
                                       n_classes=n_classes, phase="final_fit")
@@ -620,13 +620,22 @@ class Trainer:
             "paths": [loaded.dataset.paths[loaded.train_idx[row]] for row in rows],
             "probabilities": np.round(np.asarray(probabilities, dtype="float64"), 6).tolist()})
 
-    def _fine_tune_network(self, n_classes: int) -> models.SplitModel:
+    def _fine_tune_network(self, n_classes: int, cache_base: keras.Model) -> models.SplitModel:
         """The fine-tune candidate's network: pretrained blocks 1-4 frozen (their output is the cache), block 5
         and a GAP head trained, as the manual recipe's defaults do. Built afresh, so the linear candidates'
-        frozen layers never change."""
+        frozen layers never change; blocks 1-4 get the weights of ``cache_base``, the VGG16 that computed the
+        cached maps (the same numbers with ImageNet weights, and with random ones the only way the saved model
+        is the one trained on those maps)."""
         config = self.config
-        return models.build_vgg16_classifier(n_classes, image_size=config.image_size, weights=config.weights,
-                                             freeze_depth=4, head="gap", dropout=config.dropout, seed=config.seed)
+        network = models.build_vgg16_classifier(n_classes, image_size=config.image_size, weights=config.weights,
+                                                freeze_depth=4, head="gap", dropout=config.dropout,
+                                                seed=config.seed)
+        frozen = {layer.name: layer for layer in cache_base.layers
+                  if (models.vgg16_layer_block(layer.name) or 5) <= 4}
+        for layer in network.full.layers:
+            if layer.name in frozen and layer.weights:
+                layer.set_weights(frozen[layer.name].get_weights())
+        return network
 
     def _fine_tune_candidate(self, loaded: LoadedData, features: AutoFeatures, best_linear: auto.Candidate,
                              announce) -> FineTuneCandidate | None:
@@ -646,7 +655,7 @@ class Trainer:
                                    ).predict_proba(features.train[block][holdout_rows],
                                                    features.flipped[block][holdout_rows])
         started = time.perf_counter()
-        network = self._fine_tune_network(loaded.n_classes)
+        network = self._fine_tune_network(loaded.n_classes, features.base)
         outcome = self._fit_fine_tune(network, maps[fit_rows], y_train[fit_rows], maps[holdout_rows], labels,
                                       n_classes=loaded.n_classes, phase="fine_tune_candidate", keep_best=False)
         if outcome.stopped:

@@ -171,3 +171,29 @@ def test_the_auto_steps_one_by_one(demo_dir, tmp_path):
     np.testing.assert_allclose(network.full.predict(images, verbose=0),
                                fit.predict_proba(features.train[winner.block][:4],
                                                  features.flipped[winner.block][:4]), atol=1e-4)
+
+
+def test_a_winning_fine_tune_keeps_its_best_epoch_and_is_the_model_it_trained(demo_dir, tmp_path, monkeypatch):
+    """With a validation split, fine-tuning's final fit keeps its best epoch (here forced to be the first): the
+    saved model's validation loss is that epoch's. Random weights on purpose: the saved network's frozen blocks
+    1-4 must be the ones that computed the cached maps it trained on (a VGG16 built afresh draws others)."""
+    from core import callbacks
+
+    monkeypatch.setattr(auto, "FEW_PER_CLASS", 5)
+    monkeypatch.setattr(auto, "FINE_TUNE_MIN_PER_CLASS", 6)
+    real_best = auto.best
+    monkeypatch.setattr(auto, "best", lambda candidates: next(
+        (i for i, c in enumerate(candidates) if c.kind == "fine_tune"), real_best(candidates)))
+    monkeypatch.setattr(callbacks.BestWeights, "_score", lambda self, record: (-self.epochs_seen,))  # epoch 1 wins
+    monkeypatch.setattr(training, "FINE_TUNE_LEARNING_RATE", 1e-2)  # so that the epochs differ
+    run = tmp_path / "run"
+    result = training.train(TrainConfig.from_dict({**TINY, "epochs": 3, "validation_fraction": 0.25}), demo_dir, run)
+    assert result.state == "done", result.error
+    board = read(run, "candidates.json")
+    assert board["candidates"][board["chosen"]]["kind"] == "fine_tune" and board["evaluation"] == "validation_split"
+    final = [e for e in runs.read_all_events(run) if e["type"] == "epoch" and e["phase"] == "final_fit"]
+    assert len(final) == 3 and abs(final[0]["val_loss"] - final[-1]["val_loss"]) > 1e-3
+    validation = evaluation.run_split(run)
+    probabilities = predict.load_predictor(run).predict_proba(validation.images)
+    picked = probabilities[np.arange(len(validation.labels)), validation.labels]
+    assert float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))) == pytest.approx(final[0]["val_loss"], rel=1e-2)
