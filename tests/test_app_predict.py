@@ -170,3 +170,14 @@ def test_a_stopped_run_that_kept_its_model_is_offered_and_predicts(finished_run,
     assert_no_exception(at)
     assert not at.error, [e.value for e in at.error]
     assert "bars::0" in plotly_specs(at)
+
+
+def test_the_headline_confidence_is_the_top_probability(finished_run):
+    """The "(N% sure)" line says the model's own top probability for the picture (core.predict)."""
+    from core import predict
+
+    at = open_page("pages/6_predict.py")
+    name, data = demo_picture(finished_run["data"])
+    at.file_uploader(key="predict_files").set_value((name, data, "image/png")).run()
+    expected = predict.predict_files(finished_run["path"], [(name, data)])[0]
+    assert f"({expected['confidence']:.1%} sure)" in shown_text(at)

@@ -125,3 +125,10 @@ def test_best_epoch_in_the_cached_head_phase_is_restored_onto_the_full_network(d
     assert result.state == "done", result.error
     assert json.loads((run / "metrics.json").read_text())["best_epoch"] == 1
     keras.saving.load_model(run / "model.keras", safe_mode=True)
+
+
+def test_the_encoder_fine_tunes_at_a_tenth_of_the_rate(tmp_path):
+    trainer = training.Trainer(TrainConfig.from_dict({**TINY, "fine_tune_encoder": True, "epochs": 2,
+                                                      "learning_rate": 0.003}), tmp_path / "run")
+    assert [(phase.name, phase.learning_rate) for phase in trainer.phases()] == [
+        ("head", 0.003), ("fine_tune_encoder", pytest.approx(0.0003))]

@@ -76,3 +76,15 @@ def test_a_used_run_folder_is_refused_and_a_huge_picture_is_not_read_whole(demo_
     assert "too large" in json.loads(rows[-1])["error"]
     peak_kib = int(peak)
     assert peak_kib < 1_800_000, f"predict used {peak_kib / 1e6:.1f} GB: it read the whole file"
+
+
+def test_every_train_option_given_reaches_the_config():
+    """Values other than the defaults, so an option the command ignores shows (the README's examples use some
+    defaults: --freeze-depth 4 --head gap)."""
+    from core.__main__ import build_parser, train_config_from_args
+
+    args = build_parser().parse_args(["train", "d", "--out", "o", "--freeze-depth", "3", "--head", "seed",
+                                      "--lr", "0.003", "--optimizer", "sgd", "--epochs", "7", "--batch-size", "16"])
+    config = train_config_from_args(args)
+    assert (config.recipe, config.freeze_depth, config.head, config.learning_rate, config.optimizer,
+            config.epochs, config.batch_size) == ("manual", 3, "seed", 0.003, "sgd", 7, 16)

@@ -36,3 +36,14 @@ def test_too_few_finite_losses_give_the_first_rate():
     losses = np.full(len(RATES), np.nan)
     losses[:4] = [3.0, 2.0, 1.0, 0.5]
     assert lr_finder.suggest(RATES, losses) == RATES[0]
+
+
+def test_the_finder_answers_the_suggestion_of_its_own_curve(demo_dir):
+    from core import ingest
+    from core.config import TrainConfig
+
+    dataset = ingest.load_labeled(demo_dir, 32)
+    config = TrainConfig.from_dict({"weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8, "seed": 1,
+                                    "recipe": "manual", "freeze_depth": 5})
+    result = lr_finder.find_learning_rate(config, dataset, steps=20)
+    assert result["suggested"] == lr_finder.suggest(result["learning_rates"], result["losses"])
