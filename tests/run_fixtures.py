@@ -24,7 +24,8 @@ from core.metrics import classification_metrics
 
 KINDS = ("gap", "seed", "svm", "autoencoder", "auto", "random_forest")
 # kinds trained by core.training itself, with these settings on top of the tiny ones
-# (a Keras head learns at 1e-2 in 15 epochs on these 24 pictures: well above chance, some mistakes left)
+# (a Keras head at 1e-2 for 15 epochs on these 24 pictures; with random weights it may stay near chance: these
+# runs are for the pages and tools that read a run, and test_training.py checks that a head learns)
 REAL_TRAINER = {"auto": {}, "svm": {"head": "svm", "freeze_depth": 5},
                 "random_forest": {"head": "random_forest", "freeze_depth": 5},
                 "gap": {"head": "gap", "freeze_depth": 5, "epochs": 15, "learning_rate": 1e-2},
