@@ -415,10 +415,16 @@ def test_a_ray_run_goes_to_the_node_it_asks_for_and_fails_in_words_when_that_nod
     assert status["state"] == "failed"
     assert status["error"].startswith("the machine training this run (a Ray node) stopped")
 
-    monkeypatch.delenv(executors.RAY_RESOURCES_ENV)  # the head alone still trains
+    # the head alone still trains: an experiment (a job of its own kind, training its runs one after another)
+    monkeypatch.delenv(executors.RAY_RESOURCES_ENV)
     other = managers(max_concurrent=2, poll_seconds=0.2, executor="ray")
-    after = other.submit(tiny_config(epochs=1), str(demo_data), owner="a")
-    assert wait_state(other, after, runs.FINISHED_STATES)["state"] == "done"
+    after = other.submit_experiment("freeze-depth", demo_data, "a", quick=True, epochs=1, weights="none",
+                                    image_size=32)
+    assert wait_state(other, after, runs.FINISHED_STATES, timeout=3 * RUN_TIMEOUT)["state"] == "done"
+    wait_for(lambda: other.executor.client.get_job_info(after).status.name == "SUCCEEDED", 30,
+             message="the experiment's Ray job to end (it writes done just before its process exits)")
+    results = runs.read_json(other.root / after / "results.json")
+    assert results["state"] == "done" and len(results["rows"]) >= 2
 
 
 def _tree(popen) -> list:
