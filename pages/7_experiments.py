@@ -31,6 +31,25 @@ COLUMN_HELP = {"validation accuracy": glossary.explain("validation accuracy"),
                "epochs": glossary.explain("epoch"), "seed": glossary.explain("seed"),
                "method": f"{glossary.explain('linear probe')} {glossary.explain('scratch')}"}
 ACTIVE_STATES = ("queued", "running")
+WHOLE_NUMBERS = ("block", "epochs", "seed", "pictures per class")  # blank where a row has none (a probe's epochs)
+
+
+def for_people(table: list[dict]) -> list[dict]:
+    """The experiment's table as the page shows it: accuracy in percent (drawn as a bar), and a blank cell, not
+    "None", where a row has no value (a linear probe has no epochs, a trained run no block)."""
+    shown = []
+    for row in table:
+        line = {}
+        for name, value in row.items():
+            if name == "validation accuracy":
+                value = None if value is None else round(100 * float(value), 1)
+            elif name in WHOLE_NUMBERS:
+                value = "" if value is None else str(value)
+            elif value is None:
+                value = ""
+            line[name] = value
+        shown.append(line)
+    return shown
 
 
 def my_experiments() -> list[dict]:
@@ -128,9 +147,13 @@ def show_results(experiment_id: str) -> None:
     if lesson:
         st.markdown(f"**{lesson}**")
     if rows:
-        table = experiments.table(results, error_words=common.without_workspace_paths)
-        st.dataframe(table, hide_index=True, key="experiment_rows", column_config={
-            name: st.column_config.Column(name, help=words) for name, words in COLUMN_HELP.items()})
+        table = for_people(experiments.table(results, error_words=common.without_workspace_paths))
+        columns = {name: st.column_config.Column(name, help=words) for name, words in COLUMN_HELP.items()}
+        columns["validation accuracy"] = st.column_config.ProgressColumn(
+            "validation accuracy", help=COLUMN_HELP["validation accuracy"], format="%.0f%%", min_value=0,
+            max_value=100)
+        columns["seconds to train"] = st.column_config.NumberColumn("seconds to train", format="%.1f")
+        st.dataframe(table, hide_index=True, key="experiment_rows", column_config=columns)
     for index, figure in enumerate(experiments.figures(results)):
         common.show_chart(figure, key=f"experiment_chart_{index}", width="content")
     charts = experiments.charts_path(path)

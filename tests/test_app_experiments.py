@@ -97,7 +97,10 @@ def test_starting_an_experiment_fills_in_rows(demo_dir):
     assert not at.exception
     # freeze-depth starts with its linear probes: rows without a run directory
     table = at.dataframe[0].value
-    assert table["method"].iloc[0] == "linear probe" and table["block"].iloc[0] == 1
+    assert table["method"].iloc[0] == "linear probe" and table["block"].iloc[0] == "1"
+    assert table["epochs"].iloc[0] == "" and "None" not in table.to_string()  # blank, not "None"
+    probe = results["rows"][0]
+    assert table["validation accuracy"].iloc[0] == round(100 * probe["val_accuracy"], 1)  # percent
     assert table["run id"].iloc[0] == ""
     assert at.get("plotly_chart")
     assert at.button(key="experiment_start").disabled or results["state"] != "running"
@@ -147,7 +150,7 @@ def test_a_finished_transfer_vs_scratch_shows_the_automatic_recipe(demo_dir):
     assert not at.exception
     table = at.dataframe[0].value
     assert table["chosen by the automatic recipe"].iloc[0].startswith("block 4 features")
-    assert table["epochs"].isna().iloc[0]
+    assert table["epochs"].iloc[0] == "" and list(table["validation accuracy"]) == [80.0, 30.0]
     assert any("automatic recipe" in markdown.value for markdown in at.markdown)
     assert at.success[0].value == "Finished: 2 models trained."
     curves = at.get("plotly_chart")[0].proto.spec
