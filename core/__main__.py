@@ -169,8 +169,8 @@ def train_config_from_args(args):
     return TrainConfig.from_dict(values)
 
 
-def cmd_train(args) -> int:
-    from core import training
+def check_train(args):
+    """train's arguments, checked without TensorFlow (a bad one is answered at once): the TrainConfig."""
     from core.config import ConfigError
 
     try:
@@ -185,6 +185,14 @@ def cmd_train(args) -> int:
     # a stop asked for while queued are not a run yet.)
     if out.exists() and (not out.is_dir() or any((out / name).exists() for name in ("events.jsonl", "model.keras"))):
         raise UsageError(f"--out {args.out} already holds a run: give a new folder for each run")
+    return config
+
+
+def cmd_train(args) -> int:
+    from core import training
+
+    config = check_train(args)
+    out = Path(args.out)
     with _stop_on_sigterm(out):
         result = training.train(config, args.data, args.out, log=_say)
     print(json.dumps({"run_dir": result.run_dir, "state": result.state, "val_accuracy": result.val_accuracy,
@@ -246,15 +254,22 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_experiment(args) -> int:
-    from core import experiments
+def check_experiment(args) -> None:
+    """experiment's arguments, checked without TensorFlow (a bad one is answered at once)."""
+    from core.experiment_plan import KINDS
 
-    if args.kind not in experiments.KINDS:
-        raise UsageError(f"unknown experiment {terminal_safe(args.kind)!r}; allowed: {', '.join(experiments.KINDS)}")
+    if args.kind not in KINDS:
+        raise UsageError(f"unknown experiment {terminal_safe(args.kind)!r}; allowed: {', '.join(KINDS)}")
     if args.epochs is not None and not 1 <= args.epochs <= 1000:
         raise UsageError(f"--epochs must be a whole number from 1 to 1000, got {args.epochs}")
     if args.image_size is not None and not 32 <= args.image_size <= 224:
         raise UsageError(f"--image-size must be a whole number from 32 to 224, got {args.image_size}")
+
+
+def cmd_experiment(args) -> int:
+    from core import experiments
+
+    check_experiment(args)
     options = {key: value for key, value in (("weights", args.weights), ("image_size", args.image_size),
                                              ("epochs", args.epochs)) if value is not None}
     with _stop_on_sigterm(Path(args.out)):  # the job manager's stop after its grace period, as for train
@@ -392,6 +407,7 @@ def cmd_jobs(args) -> int:
         manager.shutdown()
 
 
+CHECKS = {"train": check_train, "experiment": check_experiment}
 COMMANDS = {"demo-data": cmd_demo_data, "jobs": cmd_jobs, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "experiment": cmd_experiment, "report": cmd_report, "export": cmd_export,
             "fetch-weights": cmd_fetch_weights, "photo-demo": cmd_photo_demo}
@@ -404,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        if args.command in CHECKS:
+            CHECKS[args.command](args)  # before TensorFlow's import: a bad argument costs no start-up
         if args.command not in ("demo-data", "jobs"):
             _import_keras_quietly()
         return COMMANDS[args.command](args)

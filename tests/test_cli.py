@@ -86,3 +86,17 @@ def test_every_train_option_given_reaches_the_config():
     config = train_config_from_args(args)
     assert (config.recipe, config.freeze_depth, config.head, config.learning_rate, config.optimizer,
             config.epochs, config.batch_size) == ("manual", 3, "seed", 0.003, "sgd", 7, 16)
+
+
+def test_a_bad_argument_is_answered_before_tensorflow_is_imported(tmp_path):
+    """A mistyped path or setting gets its one line at once, not after TensorFlow's seconds of start-up."""
+    probe = ("import sys; from core.__main__ import main; "
+             "codes = [main(['train', sys.argv[1], '--out', sys.argv[2]]), "
+             "main(['train', sys.argv[2], '--out', sys.argv[2], '--recipe', 'best']), "
+             "main(['experiment', 'nope', sys.argv[2], '--out', sys.argv[2]])]; "
+             "print(codes, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "missing"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.stdout.split() == ["[2,", "2,", "2]", "False", "False"], result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 3
