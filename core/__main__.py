@@ -189,9 +189,10 @@ def check_train(args):
 
 
 def cmd_train(args) -> int:
+    config = check_train(args)  # before TensorFlow's import: a bad argument costs no start-up
+    _import_keras_quietly()
     from core import training
 
-    config = check_train(args)
     out = Path(args.out)
     with _stop_on_sigterm(out):
         result = training.train(config, args.data, args.out, log=_say)
@@ -267,9 +268,10 @@ def check_experiment(args) -> None:
 
 
 def cmd_experiment(args) -> int:
+    check_experiment(args)  # before TensorFlow's import: a bad argument costs no start-up
+    _import_keras_quietly()
     from core import experiments
 
-    check_experiment(args)
     options = {key: value for key, value in (("weights", args.weights), ("image_size", args.image_size),
                                              ("epochs", args.epochs)) if value is not None}
     with _stop_on_sigterm(Path(args.out)):  # the job manager's stop after its grace period, as for train
@@ -407,7 +409,8 @@ def cmd_jobs(args) -> int:
         manager.shutdown()
 
 
-CHECKS = {"train": check_train, "experiment": check_experiment}
+# commands that import Keras themselves, if at all: train and experiment after checking their arguments
+KERAS_LATER = ("demo-data", "jobs", "train", "experiment")
 COMMANDS = {"demo-data": cmd_demo_data, "jobs": cmd_jobs, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "experiment": cmd_experiment, "report": cmd_report, "export": cmd_export,
             "fetch-weights": cmd_fetch_weights, "photo-demo": cmd_photo_demo}
@@ -420,9 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
-        if args.command in CHECKS:
-            CHECKS[args.command](args)  # before TensorFlow's import: a bad argument costs no start-up
-        if args.command not in ("demo-data", "jobs"):
+        if args.command not in KERAS_LATER:
             _import_keras_quietly()
         return COMMANDS[args.command](args)
     except UsageError as error:
