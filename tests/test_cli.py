@@ -31,6 +31,15 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     assert "recipe" in result.stderr and "auto, manual" in result.stderr
 
 
+def test_an_unknown_experiment_exits_2_with_one_line(tmp_path):
+    """The real command (a subprocess: TensorFlow's native start-up chatter on fd 2 would count too)."""
+    from core.experiment_plan import KINDS
+
+    result = core("experiment", "nope", tmp_path, "--out", tmp_path / "exp")
+    assert result.returncode == 2 and result.stdout == ""  # a bad argument
+    assert result.stderr.strip().splitlines() == [f"error: unknown experiment 'nope'; allowed: {', '.join(KINDS)}"]
+
+
 def test_a_default_run_is_auto_and_a_failed_run_exits_1_with_one_line(demo_dir, tmp_path):
     result = core("train", demo_dir, "--out", tmp_path / "run", "--weights", "none", "--image-size", "32")
     assert result.returncode == 0, result.stderr

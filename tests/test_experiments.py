@@ -175,21 +175,6 @@ def test_unknown_kind_names_the_allowed_kinds(tmp_path):
         experiments.estimate_seconds("nope", 100)
 
 
-def test_cli_unknown_kind_fails_in_one_line(tmp_path):
-    """The real command (a subprocess: TensorFlow's native start-up chatter on fd 2 would count too)."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "core", "experiment", "nope", str(tmp_path), "--out",
-                           str(tmp_path / "exp")], capture_output=True, text=True, timeout=120, cwd=root,
-                          env={**os.environ, "PYTHONPATH": str(root)})
-    assert done.returncode == 2 and done.stdout == ""  # a bad argument
-    assert done.stderr.strip().splitlines() == [
-        f"error: unknown experiment 'nope'; allowed: {', '.join(experiments.KINDS)}"]
-
-
 def test_missing_weights_fail_before_training_in_plain_words(demo_dir, tmp_path):
     with pytest.raises(training.RunFailed, match="weights file not found"):
         experiments.run_experiment("freeze-depth", demo_dir, tmp_path / "exp", weights=str(tmp_path / "no.h5"),

@@ -42,8 +42,11 @@ def test_runs_reuse_a_warm_worker_until_it_retires(home, demo_data, managers, mo
         jobs_seen.append(job)
         assert job["warm"] is True and job["pid"] == worker.pid
         # the command's output: printed after the run wrote "done", so it reaches log.txt a moment later
-        wait_for(lambda: (lambda text: f'"run_dir": "{run_dir}"' in text and '"state": "done"' in text)(
-            (run_dir / "log.txt").read_text()) or None, 30, interval=0.05, message="the command's output in log.txt")
+        def command_output(run_dir=run_dir):
+            text = (run_dir / "log.txt").read_text()
+            return f'"run_dir": "{run_dir}"' in text and '"state": "done"' in text
+
+        wait_for(command_output, 30, interval=0.05, message="the command's output in log.txt")
         model = keras.saving.load_model(run_dir / "model.keras")
         assert model.output_shape[-1] == len(json.loads((run_dir / "labels.json").read_text()))
     assert (manager.root / first / "log.txt").read_text().count('"state": "done"') == 1  # each log its own run
