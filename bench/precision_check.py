@@ -10,37 +10,36 @@ the accuracy.
 import json
 import os
 import sys
-import time
 import tempfile
+import time
 
 from core.quiet import import_keras_quietly
 
 import_keras_quietly()
 import keras  # noqa: E402
 
-from core import evaluation, training  # noqa: E402
+from core import evaluation, runs, training  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.demo_data import write_demo_data  # noqa: E402
 
 which, first, last, W = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 dev = sys.argv[5] if len(sys.argv) > 5 else None
 work = tempfile.mkdtemp(prefix="precision-check-")
-shapes = os.path.join(work, "shapes")
-write_demo_data(shapes, per_class=100, size=64, seed=0)
-seeds = range(first, last)
-for seed in seeds:
+data = os.path.join(dev, "train") if which == "dev" else write_demo_data(os.path.join(work, "shapes"),
+                                                                      per_class=100, size=64, seed=0)
+for seed in range(first, last):
     row = {"set": which, "seed": seed}
     for precision in ("float32", "bfloat16"):
         os.environ["TRANSFER_STUDIO_CACHE_PRECISION"] = precision
         keras.backend.clear_session()
         cfg = TrainConfig.from_dict({"weights": W, "image_size": 64, "preset": "seed", "seed": seed})
-        data = shapes if which == "shapes" else os.path.join(dev, "train")
         run_dir = f"{work}/{which}-{precision}-{seed}"
         t = time.perf_counter()
         result = training.train(cfg, data, run_dir)
         secs = time.perf_counter() - t
-        events = [json.loads(line) for line in open(f"{run_dir}/events.jsonl")]
-        epochs = [e for e in events if e.get("type") == "epoch" and "val_accuracy" in e]
+        if result.state != "done":
+            sys.exit(f"seed {seed}, {precision}: the run ended {result.state}: {result.error}")
+        epochs = [e for e in runs.read_all_events(run_dir) if e["type"] == "epoch" and "val_accuracy" in e]
         row[precision] = round(epochs[-1]["val_accuracy"] * 100, 1)
         if which == "dev":
             tested = evaluation.evaluate(run_dir, os.path.join(dev, "test"), feature_map=None)
